@@ -1,0 +1,170 @@
+"""The one exception tree of kv2render.
+
+Every error kv2render raises on purpose derives from :class:`Kv2RenderError`.
+Only ``vault.py`` catches hvac and requests exceptions; it re-raises these
+``from exc``. Only ``cli.main`` turns an exception into a process exit, using
+the ``exit_code`` class attribute (spec KV2-FC-*, exit codes in the spec's
+"Failure taxonomy" decision).
+
+    Kv2RenderError                    exit 1  unexpected / internal
+    ├── ConfigError                   exit 2  config, usage, reference, template syntax
+    │   ├── ReferenceSyntaxError              a string that is not one KV2 reference
+    │   ├── InlineCredentialError             a credential written into config
+    │   └── TemplateSyntaxError               a template that does not parse / bad secret() arg
+    ├── AuthError                     exit 3  login failed, token invalid, 401
+    ├── SecretReadError               exit 4  a secret could not be read
+    │   ├── AccessDeniedError                 403 permission denied
+    │   ├── SecretNotFoundError               404, no such path or version
+    │   │   ├── SecretDeletedError            404 with metadata, deletion_time set
+    │   │   └── SecretDestroyedError          404 with metadata, destroyed=true
+    │   ├── BadResponseError                  non-JSON, wrong Content-Type, missing data.data, ...
+    │   └── TransientError                    network, timeout, 5xx, 429, 503 sealed: retried
+    ├── RenderError                   exit 5  template runtime error, missing key, empty ref value
+    │   └── MissingKeyError
+    ├── WriteError                    exit 6  the destination could not be written
+    └── CommandError                  exit 7  a post-render command failed or timed out
+
+Messages carry metadata only (mount, path, version, destination, key name,
+config key path, file:line). They never carry a secret value, token,
+secret_id or JWT (KV2-INV-001). ``where`` names the place (a config key
+path such as ``template[1].destination`` or ``file:line``) and ``hint`` the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EXIT_OK",
+    "AccessDeniedError",
+    "AuthError",
+    "BadResponseError",
+    "CommandError",
+    "ConfigError",
+    "InlineCredentialError",
+    "Kv2RenderError",
+    "MissingKeyError",
+    "ReferenceSyntaxError",
+    "RenderError",
+    "SecretDeletedError",
+    "SecretDestroyedError",
+    "SecretNotFoundError",
+    "SecretReadError",
+    "TemplateSyntaxError",
+    "TransientError",
+    "WriteError",
+]
+
+EXIT_OK = 0
+
+
+class Kv2RenderError(Exception):
+    """Root of every error kv2render raises on purpose.
+
+    ``str(err)`` is ``"<where>: <message> (<hint>)"`` with the parts that are set.
+    """
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text = f"{text}; {self.hint}"
+        return text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__str__()!r})"
+
+
+class ConfigError(Kv2RenderError):
+    """The configuration, a command-line argument, a reference or a template is wrong."""
+
+    exit_code = 2
+
+
+class ReferenceSyntaxError(ConfigError):
+    """A string is not exactly one KV2 reference (spec: reference grammar)."""
+
+
+class InlineCredentialError(ConfigError):
+    """A credential was written into the config; it must come from a file or the environment."""
+
+
+class TemplateSyntaxError(ConfigError):
+    """A template does not parse, or calls secret()/kv2() with something other than a constant."""
+
+
+class AuthError(Kv2RenderError):
+    """Authentication failed: a login was refused, a token is invalid, or the server said 401."""
+
+    exit_code = 3
+
+
+class SecretReadError(Kv2RenderError):
+    """A secret could not be read."""
+
+    exit_code = 4
+
+
+class AccessDeniedError(SecretReadError):
+    """The server answered 403 permission denied."""
+
+
+class SecretNotFoundError(SecretReadError):
+    """The server answered 404: no secret at that path, or no such version."""
+
+
+class SecretDeletedError(SecretNotFoundError):
+    """The requested version is soft-deleted (it may be undeleted)."""
+
+
+class SecretDestroyedError(SecretNotFoundError):
+    """The requested version is destroyed (its data is gone for good)."""
+
+
+class BadResponseError(SecretReadError):
+    """The server's answer is not a KV2 response (non-JSON, wrong shape, ...)."""
+
+
+class TransientError(SecretReadError):
+    """A failure worth retrying: network error, timeout, 5xx, 429 or a sealed server.
+
+    ``retry_after`` carries a server's ``Retry-After`` in seconds when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        where: str | None = None,
+        hint: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, where=where, hint=hint)
+
+
+class RenderError(Kv2RenderError):
+    """A template failed while rendering, or a ``ref:`` value is empty."""
+
+    exit_code = 5
+
+
+class MissingKeyError(RenderError):
+    """A key selected by ``#key``, a JSON pointer or ``.Data.data.key`` is not in the secret."""
+
+
+class WriteError(Kv2RenderError):
+    """The destination file could not be written; the previous file is untouched."""
+
+    exit_code = 6
+
+
+class CommandError(Kv2RenderError):
+    """A template's command failed, timed out or could not be started."""
+
+    exit_code = 7
