@@ -1,0 +1,3 @@
+module kv2render.local/ctmpl-golden
+
+go 1.19
