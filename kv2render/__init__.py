@@ -1,0 +1,27 @@
+"""kv2render: render files from secrets read over the KV v2 protocol.
+
+One protocol, three targets: HashiCorp Vault, OpenBao and OVHcloud Secret
+Manager all serve the Vault KV v2 HTTP API. Data flows one way:
+
+    config.load()           YAML/JSON/HCL in Vault Agent vocabulary -> frozen Config
+      -> runner.prepare()   compile templates; every secret reference known up front
+      -> auth + vault       log in; read each unique secret once (hvac lives in vault.py only)
+      -> template / ctmpl   render in memory (Jinja2 sandbox, or consul-template syntax)
+      -> writer             temp file 0600 -> fsync -> rename; unchanged bytes: no write
+      -> runner             commands for files that changed
+    loop                    the daemon: poll versions, watch files, renew, re-login, reload
+
+Public API: :func:`main` (the CLI) and the error tree in :mod:`kv2render.errors`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kv2render.cli import main as _main
+
+    return _main(argv)

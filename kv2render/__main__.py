@@ -1,0 +1,3 @@
+from kv2render.cli import main
+
+raise SystemExit(main())

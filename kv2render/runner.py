@@ -1,0 +1,409 @@
+"""One render pass: unique refs -> reads -> render -> write -> commands.
+
+The pass is the unit both ``--once`` and the daemon run (consul-template's
+``Runner.Run``, minus its habit of re-running every template on any change):
+
+1. every template was compiled up front (:func:`prepare`), so the set of
+   secrets it needs is known before anything is read (KV2-INV-071);
+2. each unique :class:`SecretLocation` is read once, concurrently, in a small
+   bounded pool (KV2-INV-072);
+3. each template whose secrets all arrived is rendered in memory;
+4. its bytes go through :func:`writer.write_atomic`, which writes nothing when
+   they are unchanged (KV2-INV-091);
+5. after all writes, each distinct command of a template that changed runs once
+   (KV2-INV-100).
+
+A failure in one template leaves its destination untouched and does not stop
+the others (KV2-FC-090); the pass reports every outcome in a :class:`PassReport`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from kv2render.config import Config, TemplateSpec
+from kv2render.errors import (
+    CommandError,
+    ConfigError,
+    Kv2RenderError,
+    RenderError,
+    TemplateSyntaxError,
+)
+from kv2render.refs import SecretLocation, value_to_text
+from kv2render.vault import SecretStore, SecretVersion
+
+log = logging.getLogger(__name__)
+
+# Names a command's environment never inherits (KV2-INV-101): any credential
+# kv2render was given through the environment, and hvac's own fallbacks.
+_COMMAND_ENV_DENY_PREFIXES = ("VAULT_", "BAO_", "KV2RENDER_LIVE_")
+_COMMAND_ENV_ALLOW = frozenset(
+    {"VAULT_ADDR", "BAO_ADDR", "VAULT_NAMESPACE", "BAO_NAMESPACE", "VAULT_CACERT", "BAO_CACERT"}
+)
+
+
+class Compiled(Protocol):
+    """What both template engines (Jinja2 and consul-template) compile to."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def locations(self) -> frozenset[SecretLocation]: ...
+
+
+@dataclass(frozen=True)
+class PreparedTemplate:
+    """A template entry, compiled, with the secrets it needs known up front."""
+
+    spec: TemplateSpec
+    compiled: Compiled | None  # None for a ``ref:`` entry
+    locations: frozenset[SecretLocation]
+    render: Callable[[Mapping[SecretLocation, SecretVersion]], bytes] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What happened to one template in one pass (metadata only)."""
+
+    template: TemplateSpec
+    did_write: bool = False
+    versions: Mapping[SecretLocation, int] = field(default_factory=dict)
+    error: Kv2RenderError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: tuple[str, ...] | str
+    templates: tuple[int, ...]
+    error: CommandError | None = None
+
+
+@dataclass(frozen=True)
+class PassReport:
+    results: tuple[RenderResult, ...]
+    commands: tuple[CommandResult, ...] = ()
+    reads: int = 0
+
+    @property
+    def failed(self) -> tuple[RenderResult, ...]:
+        return tuple(r for r in self.results if r.error is not None)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every template rendered; else the first failure's code in config order.
+
+        A failed command counts after the render failures (KV2-FC-111).
+        """
+        for result in self.results:
+            if result.error is not None:
+                return result.error.exit_code
+        for command in self.commands:
+            if command.error is not None:
+                return command.error.exit_code
+        return 0
+
+
+# -- preparation ---------------------------------------------------------------------------
+
+
+def prepare(config: Config) -> list[PreparedTemplate]:
+    """Compile every template; raise one ConfigError listing every problem found."""
+    prepared: list[PreparedTemplate] = []
+    problems: list[ConfigError] = []
+    for spec in config.templates:
+        try:
+            prepared.append(prepare_one(spec, max_output_bytes=config.template_config.max_output_bytes))
+        except ConfigError as exc:
+            problems.append(exc)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} templates are invalid:\n  " + "\n  ".join(str(p) for p in problems)
+        )
+    return prepared
+
+
+def _read_source(spec: TemplateSpec) -> str:
+    assert spec.source is not None
+    try:
+        return spec.source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"source file {str(spec.source)!r} does not exist", where=f"{spec.where}.source"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"source file {str(spec.source)!r} is not UTF-8 text", where=f"{spec.where}.source"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read source file {str(spec.source)!r}: {exc.strerror}",
+            where=f"{spec.where}.source",
+        ) from None
+
+
+def prepare_one(spec: TemplateSpec, *, max_output_bytes: int = 1 << 20) -> PreparedTemplate:
+    """Compile one template entry (KV2-INV-071: references are known before any read)."""
+    if spec.ref is not None:
+        ref = spec.ref
+        location = ref.location
+
+        def render_ref(secrets: Mapping[SecretLocation, SecretVersion]) -> bytes:
+            text = value_to_text(ref.select(secrets[location].data))
+            if text == "":
+                # The connector refuses an empty password (KV2-FC-003).
+                raise RenderError(
+                    f"the value selected by {ref} is empty; the consumer would read an empty "
+                    "password",
+                    where=f"{spec.where}.ref",
+                )
+            return text.encode("utf-8")
+
+        return PreparedTemplate(spec, None, frozenset({location}), render_ref)
+
+    text = spec.contents if spec.contents is not None else _read_source(spec)
+    name = str(spec.source) if spec.source is not None else f"{spec.where}.contents"
+    if spec.syntax == "consul-template":
+        from kv2render import ctmpl
+
+        ct = ctmpl.compile_ctmpl(
+            text,
+            name=name,
+            left_delim=spec.left_delimiter or "{{",
+            right_delim=spec.right_delimiter or "}}",
+            error_on_missing_key=spec.error_on_missing_key,
+        )
+
+        def render_ct(secrets: Mapping[SecretLocation, SecretVersion]) -> bytes:
+            out = ctmpl.render_ctmpl(ct, secrets).encode("utf-8")
+            if len(out) > max_output_bytes:
+                raise RenderError(
+                    f"output is larger than max_output_bytes ({max_output_bytes})", where=name
+                )
+            return out
+
+        return PreparedTemplate(spec, ct, ct.locations, render_ct)
+
+    if spec.left_delimiter or spec.right_delimiter:
+        raise TemplateSyntaxError(
+            "left_delimiter/right_delimiter apply to consul-template syntax only",
+            where=spec.where,
+            hint="set syntax: consul-template, or remove the delimiters",
+        )
+    from kv2render import template as jinja
+
+    compiled = jinja.compile_template(
+        text,
+        name=name,
+        error_on_missing_key=spec.error_on_missing_key,
+        max_output_bytes=max_output_bytes,
+    )
+
+    def render_jinja(secrets: Mapping[SecretLocation, SecretVersion]) -> bytes:
+        return jinja.render(compiled, secrets).encode("utf-8")
+
+    return PreparedTemplate(spec, compiled, compiled.locations, render_jinja)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def read_secrets(
+    store: SecretStore, locations: Iterable[SecretLocation], *, concurrency: int = 8
+) -> dict[SecretLocation, SecretVersion | Kv2RenderError]:
+    """Read each location once, in a bounded pool; failures come back as values."""
+    unique = sorted(set(locations))
+    out: dict[SecretLocation, SecretVersion | Kv2RenderError] = {}
+    if not unique:
+        return out
+
+    def read_one(location: SecretLocation) -> SecretVersion | Kv2RenderError:
+        try:
+            version = store.read(location)
+        except Kv2RenderError as exc:
+            return exc
+        log.debug("read %s@v%d", location, version.version)
+        return version
+
+    workers = max(1, min(concurrency, len(unique)))
+    if workers == 1:
+        for location in unique:
+            out[location] = read_one(location)
+        return out
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kv2render-read") as pool:
+        for location, result in zip(unique, pool.map(read_one, unique), strict=True):
+            out[location] = result
+    return out
+
+
+# -- one pass ------------------------------------------------------------------------------
+
+
+def render_template(
+    item: PreparedTemplate,
+    secrets: Mapping[SecretLocation, SecretVersion | Kv2RenderError],
+    *,
+    write: Callable[..., bool] | None = None,
+) -> RenderResult:
+    """Render and write one template; never raises for an expected failure."""
+    from kv2render import writer
+
+    spec = item.spec
+    for location in sorted(item.locations):
+        got = secrets.get(location)
+        if isinstance(got, Kv2RenderError):
+            return RenderResult(spec, error=got)
+        if got is None:  # a bug in the caller, not the user's fault
+            return RenderResult(spec, error=Kv2RenderError(f"{location} was not read"))
+    available = {loc: v for loc, v in secrets.items() if isinstance(v, SecretVersion)}
+    versions = {loc: available[loc].version for loc in item.locations}
+    try:
+        data = item.render(available)
+        did_write = (write or writer.write_atomic)(
+            spec.destination,
+            data,
+            perms=spec.perms,
+            user=spec.user,
+            group=spec.group,
+            create_dest_dirs=spec.create_dest_dirs,
+            backup=spec.backup,
+        )
+    except Kv2RenderError as exc:
+        return RenderResult(spec, versions=versions, error=exc)
+    return RenderResult(spec, did_write=did_write, versions=versions)
+
+
+def run_pass(
+    prepared: Iterable[PreparedTemplate],
+    store: SecretStore,
+    *,
+    concurrency: int = 8,
+    secrets: Mapping[SecretLocation, SecretVersion | Kv2RenderError] | None = None,
+    run_commands: bool = True,
+) -> PassReport:
+    """Render ``prepared``; read what ``secrets`` does not already hold."""
+    items = list(prepared)
+    needed = {loc for item in items for loc in item.locations}
+    have: dict[SecretLocation, SecretVersion | Kv2RenderError] = dict(secrets or {})
+    fetched = read_secrets(store, needed - have.keys(), concurrency=concurrency)
+    have.update(fetched)
+    results = tuple(render_template(item, have) for item in items)
+    for result in results:
+        log_result(result)
+    commands = run_changed_commands(results) if run_commands else ()
+    return PassReport(results, commands, reads=len(fetched))
+
+
+def describe_versions(versions: Mapping[SecretLocation, int]) -> str:
+    return ", ".join(f"{loc.mount}/{loc.path}@v{v}" for loc, v in sorted(versions.items()))
+
+
+def log_result(result: RenderResult) -> None:
+    """One INFO line per write, DEBUG when unchanged, ERROR on failure (metadata only)."""
+    dest = str(result.template.destination)
+    if result.error is not None:
+        log.error(
+            "%s -> %s: %s",
+            result.template.where,
+            dest,
+            result.error,
+            extra={"destination": dest, "error_type": type(result.error).__name__},
+        )
+    elif result.did_write:
+        log.info(
+            "rendered %s -> %s",
+            describe_versions(result.versions) or result.template.where,
+            dest,
+            extra={"destination": dest},
+        )
+    else:
+        log.debug("unchanged %s", dest, extra={"destination": dest})
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def command_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a command runs with: kv2render's own, minus credentials (KV2-INV-101)."""
+    source = os.environ if base is None else base
+    return {
+        name: value
+        for name, value in source.items()
+        if name in _COMMAND_ENV_ALLOW or not name.startswith(_COMMAND_ENV_DENY_PREFIXES)
+    }
+
+
+def run_command(command: tuple[str, ...] | str, *, timeout: float, where: str) -> None:
+    """Run one command with a timeout; raise CommandError (no output captured in messages)."""
+    shell = isinstance(command, str)
+    label = command if isinstance(command, str) else " ".join(command)
+    started = time.monotonic()
+    try:
+        completed = subprocess.run(  # noqa: S603 - the operator's own command
+            command if shell else list(command),
+            shell=shell,
+            env=command_environment(),
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"command {label!r} timed out after {timeout:g}s", where=where) from None
+    except OSError as exc:
+        raise CommandError(
+            f"command {label!r} could not start: {exc.strerror or exc}", where=where
+        ) from None
+    if completed.returncode != 0:
+        raise CommandError(
+            f"command {label!r} exited with status {completed.returncode}", where=where
+        )
+    log.info("command %r ran for %s in %.2fs", label, where, time.monotonic() - started)
+
+
+def run_changed_commands(results: Iterable[RenderResult]) -> tuple[CommandResult, ...]:
+    """Run each distinct command of the templates that wrote, once, in config order.
+
+    Like consul-template (``findCommand``), a command shared by several templates
+    runs once per pass. A failure is reported and never triggers re-reads
+    (a Vault Agent complaint: hashicorp/vault#12566).
+    """
+    order: list[tuple[str, ...] | str] = []
+    owners: dict[tuple[str, ...] | str, list[RenderResult]] = {}
+    for result in results:
+        command = result.template.command
+        if not result.did_write or command is None:
+            continue
+        if command not in owners:
+            order.append(command)
+            owners[command] = []
+        owners[command].append(result)
+    out: list[CommandResult] = []
+    for command in order:
+        first = owners[command][0].template
+        indices = tuple(r.template.index for r in owners[command])
+        try:
+            run_command(command, timeout=first.command_timeout, where=f"{first.where}.command")
+        except CommandError as exc:
+            log.error("%s", exc)
+            out.append(CommandResult(command, indices, exc))
+        else:
+            out.append(CommandResult(command, indices))
+    return tuple(out)
+
+
+def destinations(prepared: Iterable[PreparedTemplate]) -> list[Path]:
+    return [item.spec.destination for item in prepared]
