@@ -1,0 +1,18 @@
+"""The embedded, in-memory KV2 dev server (``kv2render dev-server``).
+
+For development and tests only: it speaks the Vault KV v2 HTTP API faithfully
+(wire reference kv2-wire.md, checklist §11) in three flavours (vault, openbao,
+ovh), but keeps everything in memory and is not a security boundary.
+
+    HTTP client --socket--> httpserver (keep-alive, TLS, faults, counters)
+        -> router (namespace, token, ACL) -> kv (KV v1/v2 engines)
+                                          -> endpoints (logins, auth/token, sys)
+    DevServer (server.py): the Python API tests use; seed.py loads YAML seeds.
+"""
+
+from __future__ import annotations
+
+from kv2render.devserver.server import DevServer
+from kv2render.devserver.state import Faults
+
+__all__ = ["DevServer", "Faults"]

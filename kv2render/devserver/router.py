@@ -1,0 +1,350 @@
+"""Request -> Reply: namespaces, token checks, ACL, then the KV engines.
+
+Order follows Vault's request handling (kv2-wire.md §1.3, §2.2): sealed check,
+namespace resolution, unauthenticated login paths, token lookup, ACL (before
+routing, so a non-root token learns nothing about missing mounts), then the
+backend. The ovh flavour has its own, smaller front door (§8).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from kv2render.devserver import endpoints, sysapi
+from kv2render.devserver.auth import Token
+from kv2render.devserver.kv import KvV1, KvV2
+from kv2render.devserver.protocol import (
+    INVALID_TOKEN_VAULT,
+    OPENBAO,
+    OVH,
+    PERMISSION_DENIED,
+    SEALED,
+    UNSUPPORTED_OPERATION,
+    VAULT,
+    ApiError,
+    RawNotFound,
+    Reply,
+)
+from kv2render.devserver.state import Mount, State, norm_namespace
+
+MAX_BODY = 32 * 1024 * 1024  # Vault's default max_request_size
+
+
+@dataclass
+class Request:
+    method: str  # HTTP verb as sent, upper case
+    path: str  # percent-decoded, after /v1/ (and the ovh base), e.g. "secret/data/app"
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
+    body: bytes = field(repr=False)
+    peer_cert: dict[str, Any] | None = None  # verified TLS client certificate
+    op: str = ""  # read | list | write | delete | patch
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def token_id(self) -> str | None:
+        token = self.headers.get("x-vault-token")
+        if token:
+            return token
+        return self.bearer()
+
+    def bearer(self) -> str | None:
+        value = self.headers.get("authorization", "")
+        scheme, _, credential = value.partition(" ")
+        if scheme.lower() == "bearer" and credential.strip():
+            return credential.strip()
+        return None
+
+    def qparam(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+
+def operation(req: Request) -> str:
+    """HTTP verb -> logical operation (kv2-wire.md §1.1): LIST or GET ?list=true lists."""
+    verb = req.method
+    if verb == "LIST" or (verb == "GET" and (req.qparam("list") or "").lower() in ("true", "1")):
+        return "list"
+    return {
+        "GET": "read",
+        "POST": "write",
+        "PUT": "write",
+        "DELETE": "delete",
+        "PATCH": "patch",
+    }.get(verb, "")
+
+
+def parse_body(req: Request) -> dict[str, Any]:
+    if not req.body.strip():
+        return {}
+    try:
+        value = json.loads(req.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"failed to parse JSON input: {exc}") from exc
+    if not isinstance(value, dict):
+        kind = type(value).__name__
+        raise ApiError(
+            400,
+            f"failed to parse JSON input: cannot unmarshal {kind} into a JSON object",
+        )
+    return value
+
+
+class Router:
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.wire = state.wire
+        self.ovh_id = ""  # the OKMS id in the ovh base path, set by DevServer
+
+    def handle(self, req: Request) -> Reply:
+        with self.state.lock:
+            try:
+                if self.state.flavor == OVH:
+                    return self._handle_ovh(req)
+                return self._handle(req)
+            except (ApiError, RawNotFound) as exc:
+                return self.wire.from_error(exc)
+
+    # -- vault / openbao --------------------------------------------------------------
+
+    def _handle(self, req: Request) -> Reply:
+        st = self.state
+        req.op = operation(req)
+        if req.op == "":
+            raise ApiError(405)  # unknown verb: respondError(405, nil) -> {"errors":[]}
+        if req.path in ("sys/health", "sys/seal-status"):
+            return sysapi.sys_status(self, req)
+        if st.sealed:
+            raise ApiError(503, SEALED)
+        header_ns = req.headers.get("x-vault-namespace")
+        ns_prefix = norm_namespace(header_ns)
+        if ns_prefix and ns_prefix not in st.namespaces:
+            raise ApiError(404, "namespace not found")  # OpenBao request_handling.go (§2.2)
+        full = ns_prefix + req.path
+        ns = st.resolve_namespace(full)
+        rel = full[len(ns) :]
+        if req.op in ("write", "patch"):
+            req.data = parse_body(req)
+        login = endpoints.match_login(self, ns, rel)
+        if login is not None:
+            return login(req)
+        token = self._authenticate(req, ns)
+        acl_path = ns[len(token.namespace) :] + rel
+        st.tokens.use(token)
+        reply = self._route(req, token, ns, rel, acl_path)
+        if self.state.flavor == OPENBAO and header_ns:
+            reply.headers.append(("X-Vault-Namespace", header_ns))  # OpenBao echoes it (§1.2)
+        return reply
+
+    def _authenticate(self, req: Request, ns: str) -> Token:
+        token_id = req.token_id()
+        token = self.state.tokens.lookup(token_id)
+        if token is None:
+            if token_id and self.state.flavor == VAULT:
+                raise ApiError(403, INVALID_TOKEN_VAULT)
+            raise ApiError(403, PERMISSION_DENIED)
+        if not ns.startswith(token.namespace):
+            raise ApiError(403, PERMISSION_DENIED)  # a child-namespace token cannot reach up
+        return token
+
+    def _route(self, req: Request, token: Token, ns: str, rel: str, acl_path: str) -> Reply:
+        if rel.startswith("sys/") or rel == "sys":
+            return sysapi.sys_api(self, req, token, ns, rel, acl_path)
+        if rel.startswith("auth/token/"):
+            return endpoints.token_api(self, req, token, rel[len("auth/token/") :], acl_path)
+        mount = self.state.find_mount(ns + rel)
+        if mount is None or not mount.path.startswith(ns):
+            self.require(token, acl_path, self.caps_for(req.op, exists=False))
+            raise ApiError(404, f'no handler for route "{rel}". route entry not found.')
+        sub = (ns + rel)[len(mount.path) :]
+        return self.kv(req, token, mount, sub, acl_path)
+
+    # -- ACL helpers ------------------------------------------------------------------
+
+    @staticmethod
+    def caps_for(op: str, exists: bool) -> tuple[str, ...]:
+        if op == "write":
+            return ("update",) if exists else ("create",)
+        return {"read": ("read",), "list": ("list",), "delete": ("delete",), "patch": ("patch",)}[
+            op
+        ]
+
+    def require(self, token: Token, acl_path: str, caps: tuple[str, ...]) -> None:
+        if not self.state.policies.allowed(token, acl_path, caps):
+            raise ApiError(403, PERMISSION_DENIED)
+
+    # -- KV dispatch --------------------------------------------------------------------
+
+    def kv(self, req: Request, token: Token, mount: Mount, sub: str, acl_path: str) -> Reply:
+        if req.op == "list" and not acl_path.endswith("/"):
+            acl_path += "/"  # Vault normalises LIST paths to a trailing slash
+        if isinstance(mount, KvV1):
+            return self._kv1(req, token, mount, sub, acl_path)
+        return self._kv2(req, token, mount, sub, acl_path)
+
+    def _kv1(self, req: Request, token: Token, mount: KvV1, sub: str, acl_path: str) -> Reply:
+        self.require(token, acl_path, self.caps_for(req.op, mount.exists(sub)))
+        if req.op == "read":
+            return self.wire.ok(mount.read(sub), mount_type="kv", lease_duration=2764800)
+        if req.op == "list":
+            return self.wire.ok({"keys": mount.list(sub)}, mount_type="kv")
+        if req.op == "write":
+            mount.write(sub, req.data)
+            return self.wire.no_content()
+        if req.op == "delete":
+            mount.delete(sub)
+            return self.wire.no_content()
+        raise ApiError(405, UNSUPPORTED_OPERATION)
+
+    def _kv2(self, req: Request, token: Token, mount: KvV2, sub: str, acl_path: str) -> Reply:
+        first, _, name = sub.partition("/")
+        op = req.op
+        if (
+            first in ("data", "metadata")
+            and name == ""
+            and not (first == "metadata" and op == "list")
+        ):
+            self.require(token, acl_path, self.caps_for(op, exists=True))
+            raise RawNotFound(
+                None, ["Non-listing operations on the root of a K/V v2 mount are not supported."]
+            )
+        if first == "data":
+            return self._kv2_data(req, token, mount, name, acl_path)
+        if first == "metadata":
+            return self._kv2_metadata(req, token, mount, name, acl_path)
+        if first in ("delete", "undelete", "destroy"):
+            if op != "write":
+                raise self._unsupported()
+            self.require(token, acl_path, ("update",))
+            actor = token.actor()
+            if first == "delete":
+                mount.delete_versions(name, req.data, actor)
+            elif first == "undelete":
+                mount.undelete_versions(name, req.data)
+            else:
+                mount.destroy_versions(name, req.data)
+            return self.wire.no_content()
+        if first == "config" and name == "":
+            if op == "read":
+                self.require(token, acl_path, ("read",))
+                return self.wire.ok(mount.read_config(), mount_type="kv")
+            if op == "write":
+                self.require(token, acl_path, ("update",))
+                mount.write_config(req.data)
+                return self.wire.no_content()
+            raise self._unsupported()
+        if first == "subkeys" and op == "read":
+            self.require(token, acl_path, ("read",))
+            return self.wire.ok(mount.subkeys(name, self._version(req)), mount_type="kv")
+        self.require(token, acl_path, self.caps_for(op, exists=False))
+        cli = self.wire.cli_name()
+        raise RawNotFound(
+            None,
+            [
+                "Invalid path for a versioned K/V secrets engine. See the API docs for the "
+                f"appropriate API endpoints to use. If using the {self.wire.product()} CLI, use "
+                f"'{cli} kv get' for this operation."
+            ],
+        )
+
+    def _unsupported(self) -> ApiError:
+        if self.state.flavor == OVH:
+            return ApiError(405, "method not allowed")
+        return ApiError(405, UNSUPPORTED_OPERATION)
+
+    @staticmethod
+    def _version(req: Request) -> int:
+        raw = req.qparam("version")
+        if raw is None or raw == "":
+            return 0
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ApiError(
+                400, f'error converting input {raw!r} for field "version": not an integer'
+            ) from exc
+
+    def _kv2_data(self, req: Request, token: Token, mount: KvV2, name: str, acl_path: str) -> Reply:
+        op = req.op
+        self.require(token, acl_path, self.caps_for(op, mount.exists(name)) if op != "list" else ())
+        if op == "read":
+            return self.wire.ok(mount.read(name, self._version(req)), mount_type="kv")
+        if op == "write":
+            if name.endswith("/"):
+                raise ApiError(400, "cannot write to a path ending in '/'")
+            meta = mount.write(name, req.data.get("data"), req.data.get("options"), token.actor())
+            return self._written(meta)
+        if op == "delete":
+            mount.delete_latest(name, token.actor())
+            return self.wire.no_content()
+        if op == "patch":
+            ctype = req.headers.get("content-type", "").split(";")[0].strip()
+            if ctype != "application/merge-patch+json":
+                raise ApiError(
+                    415, "PATCH requires the Content-Type header application/merge-patch+json"
+                )
+            return self._written(mount.patch(name, req.data, token.actor()))
+        raise self._unsupported()
+
+    def _written(self, meta: dict[str, Any]) -> Reply:
+        warnings: list[str] | None = [] if self.state.flavor == OVH else None
+        return self.wire.ok(meta, mount_type="kv", warnings=warnings)
+
+    def _kv2_metadata(
+        self, req: Request, token: Token, mount: KvV2, name: str, acl_path: str
+    ) -> Reply:
+        op = req.op
+        self.require(token, acl_path, self.caps_for(op, mount.exists(name)))
+        if op == "list":
+            return self.wire.ok({"keys": mount.list(name)}, mount_type="kv")
+        if op == "read":
+            data = mount.read_metadata(name, openbao=self.state.flavor == OPENBAO)
+            if self.state.flavor == OVH:
+                data["urn"] = f"urn:v1:eu:resource:okms:{self.ovh_id}:secret/{name}"
+            return self.wire.ok(data, mount_type="kv")
+        if op == "write":
+            mount.write_metadata(name, req.data)
+            return self.wire.no_content()
+        if op == "delete":
+            mount.delete_metadata(name)
+            return self.wire.no_content()
+        raise self._unsupported()
+
+    # -- ovh ----------------------------------------------------------------------------
+
+    def _handle_ovh(self, req: Request) -> Reply:
+        st = self.state
+        if req.method == "LIST":
+            # Not in the OKMS swagger (§8): clients must use GET ?list=true (strict_http).
+            raise ApiError(405, "method not allowed")
+        req.op = operation(req)
+        if req.op == "":
+            raise ApiError(405, "method not allowed")
+        if not (req.path == "secret" or req.path.startswith("secret/")):
+            raise ApiError(404, f"path {req.path!r} not found")
+        if st.sealed:
+            raise ApiError(503, "service unavailable")
+        token = self._ovh_identity(req)
+        if req.op in ("write", "patch"):
+            req.data = parse_body(req)
+        mount = st.kv2("secret")
+        sub = req.path[len("secret/") :] if req.path.startswith("secret/") else ""
+        if sub in ("metadata", "metadata/") and req.op == "read":
+            req.op = "list"  # GET /secret/metadata lists everything (OKMS swagger)
+        # destroy/: the swagger documents PUT only, hvac sends POST; both are writes here.
+        return self._kv2(req, token, mount, sub, req.path)
+
+    def _ovh_identity(self, req: Request) -> Token:
+        bearer = req.bearer()
+        if bearer:
+            token = self.state.tokens.lookup(bearer)
+            if token is None:
+                raise ApiError(401, "unauthorized: invalid or expired bearer token")
+            self.state.tokens.use(token)
+            return token
+        if req.peer_cert:
+            return endpoints.cert_identity(self.state, req.peer_cert)
+        raise ApiError(
+            401, "unauthorized: missing credentials (Bearer token or client certificate)"
+        )
