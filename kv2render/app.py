@@ -1,5 +1,5 @@
 """The sub-commands' bodies: config -> store -> runner, for ``--once``, ``check``,
-``status`` and ``quickstart``. The daemon's loop lives in ``loop.py``.
+``status`` and ``quickstart``. The daemon lives in ``loop.py`` and ``service.py``.
 
 Kept apart from ``cli.py`` so that the CLI only parses argv and maps errors to
 exit codes, and apart from ``runner.py`` so that a pass stays free of process
@@ -136,6 +136,11 @@ def describe_file(path: Path) -> dict[str, Any]:
     return {"path": str(path), "bytes": st.st_size, "mode": f"{stat.S_IMODE(st.st_mode):04o}", "sha256": digest}
 
 
+def _shown_dir(path: Path) -> str:
+    relative = os.path.relpath(path)
+    return path.as_posix() if relative.startswith("..") else relative
+
+
 def quickstart(directory: str, out: str, *, fmt: str = "text") -> int:
     """Dev server + the quickstart example, rendered once into ``out``."""
     from kv2render.devserver import DevServer
@@ -181,12 +186,12 @@ def quickstart(directory: str, out: str, *, fmt: str = "text") -> int:
         logsetup.emit(
             {"event": "done", "out": str(out_dir)},
             fmt,
-            f"done: look at the files in {os.path.relpath(out_dir)} (they hold dev-server secrets)",
+            f"done: look at the files in {_shown_dir(out_dir)} (they hold dev-server secrets)",
         )
     return code
 
 
 def run_daemon(cfg: Config, *, config_path: str, overrides: dict[str, Any]) -> int:
-    from kv2render.loop import run
+    from kv2render.service import run
 
     return run(cfg, config_path=config_path, overrides=overrides)

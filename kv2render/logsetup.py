@@ -83,6 +83,9 @@ def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = No
     # Third-party loggers never see a secret from us, but urllib3 at DEBUG prints
     # request lines with query strings; keep it at WARNING unless tracing.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if level == "trace" else logging.WARNING)
+    # watchfiles logs every filtered-out change in a watched folder at DEBUG: noise,
+    # and a log file kept beside the config would feed itself a line per event.
+    logging.getLogger("watchfiles").setLevel(logging.DEBUG if level == "trace" else logging.INFO)
 
 
 def emit(obj: dict[str, Any], fmt: str, text: str, stream: TextIO | None = None) -> None:

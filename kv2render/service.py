@@ -1,0 +1,308 @@
+"""The daemon process: signals, file watching, systemd notify, lock and pid files.
+
+:func:`run` wires :class:`kv2render.loop.Daemon` (the loop itself, which takes its
+clock, ticks and stop event as arguments) to the real world:
+
+    main thread: signals -> wakeup fd -> select()   SIGTERM/SIGINT: stop; SIGHUP: reload
+                 sd_notify watchdog pings
+    Watcher thread (watchfiles)                      template sources, config, credential files
+    worker thread: Daemon.run()                      the passes
+
+The passes run in a worker thread so that the main thread can answer SIGTERM within
+5 seconds even while a request to the server hangs (KV2-AC-176).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kv2render.config import Config
+from kv2render.errors import Kv2RenderError
+from kv2render.loop import (
+    STOP_GRACE,
+    Daemon,
+    DaemonStore,
+    FilesChanged,
+    QueueTicks,
+    ReloadRequested,
+    TickEvent,
+)
+from kv2render.notify import Notifier
+
+log = logging.getLogger(__name__)
+
+
+class Watcher:
+    """Watches the parent directories of the given files with watchfiles, in a thread.
+
+    Parent directories, not the files: an editor that saves by renaming a new file
+    over the old one replaces the inode a file watch would follow (issue 5). Only
+    the given paths pass the filter (plus Kubernetes' ``..data`` swaps), so other
+    files in those directories (logs, the status file) cost nothing and log nothing.
+    """
+
+    def __init__(self, emit: Callable[[TickEvent], None]) -> None:
+        self._emit = emit
+        self._dirs: tuple[str, ...] = ()
+        self._files: frozenset[str] = frozenset()
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    def wanted(self, _change: Any, path: str) -> bool:
+        norm = os.path.normpath(path)
+        return norm in self._files or os.path.basename(norm) == "..data"
+
+    def update(self, files: Iterable[Path]) -> None:
+        paths = [Path(os.path.abspath(f)) for f in files]
+        self._files = frozenset(os.path.normpath(p) for p in paths)
+        dirs = tuple(sorted({str(p.parent) for p in paths if p.parent.is_dir()}))
+        if dirs == self._dirs:
+            return
+        self._stop_thread()
+        self._dirs = dirs
+        if not dirs:
+            return
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._watch, args=(dirs, stop), name="kv2render-watch", daemon=True
+        )
+        self._stop, self._thread = stop, thread
+        thread.start()
+
+    def _watch(self, dirs: tuple[str, ...], stop: threading.Event) -> None:
+        try:
+            from watchfiles import watch
+
+            for changes in watch(
+                *dirs,
+                watch_filter=self.wanted,
+                debounce=400,
+                step=200,  # also how often the stop event is checked: idle cost (KV2-NFR-232)
+                stop_event=stop,
+                recursive=False,
+                raise_interrupt=False,
+            ):
+                paths = frozenset(os.path.normpath(path) for _, path in changes)
+                if paths:
+                    self._emit(FilesChanged(paths))
+        except Exception as exc:
+            log.error(
+                "file watching stopped (%s): edits are picked up on SIGHUP only",
+                type(exc).__name__,
+            )
+
+    def _stop_thread(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        self._stop = self._thread = None
+        self._dirs = ()
+
+    def close(self) -> None:
+        self._stop_thread()
+
+
+def open_daemon_store(cfg: Config, stop: threading.Event) -> DaemonStore:
+    """HvacSecretStore whose retry waits end when the daemon stops."""
+    from kv2render.auth import build_authenticator
+    from kv2render.vault import HvacSecretStore
+
+    return HvacSecretStore(
+        cfg.vault,
+        build_authenticator(cfg.auth, cfg.vault),
+        stop_event=stop,
+        pool_size=cfg.template_config.concurrency,
+    )
+
+
+def _cleanup_temp_files(cfg: Config) -> None:
+    """A kill -9 mid-write can leave one temp file per destination; remove them (issue 10)."""
+    try:
+        from kv2render.writer import cleanup_stale_temp_files
+    except ImportError:
+        return
+    targets = [t.destination for t in cfg.templates]
+    if cfg.status_file is not None:
+        targets.append(cfg.status_file)
+    for dest in targets:
+        try:
+            removed = cleanup_stale_temp_files(dest.parent, dest.name)
+        except (OSError, Kv2RenderError) as exc:
+            log.debug("temp file clean-up in %s skipped: %s", dest.parent, exc)
+            continue
+        if removed:
+            log.info("removed %d stale temp file(s) next to %s", removed, dest)
+
+
+def run(
+    cfg: Config,
+    *,
+    config_path: str | os.PathLike[str] | None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """The daemon process: exit 0 on SIGTERM/SIGINT, the error's code when retries run out."""
+    from kv2render import config as config_mod
+    from kv2render.app import warn_transport
+    from kv2render.status import InstanceLock, PidFile, lock_path
+
+    stop = threading.Event()
+    ticks = QueueTicks()
+    notifier = Notifier(env)
+    warn_transport(cfg)
+    lock = InstanceLock(lock_path(cfg.status_file, [t.destination for t in cfg.templates]))
+    lock.acquire()
+    pid_file = PidFile(cfg.pid_file)
+    pid_file.write()
+    _cleanup_temp_files(cfg)
+    watcher = Watcher(ticks.put)
+    path = Path(os.path.abspath(config_path)) if config_path is not None else None
+
+    def reload_config() -> Config:
+        return config_mod.load(path, overrides=dict(overrides or {}))
+
+    try:
+        daemon = Daemon(
+            cfg,
+            store_factory=lambda c: open_daemon_store(c, stop),
+            ticks=ticks,
+            stop=stop,
+            reload_config=reload_config if path is not None else None,
+            config_path=path,
+            notifier=notifier,
+            on_watch=watcher.update,
+        )
+        return supervise(daemon, ticks=ticks, stop=stop, notifier=notifier)
+    finally:
+        watcher.close()
+        lock.release()
+        pid_file.remove()
+
+
+def _install_signals(fd: int) -> tuple[int | None, dict[int, Any]]:
+    """Route SIGTERM/SIGINT/SIGHUP to ``fd``; (None, {}) outside the main thread."""
+    import signal
+
+    previous: dict[int, Any] = {}
+    try:
+        old = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, lambda *_: None)
+    except ValueError:  # not the main thread (an in-process test): no signal handling
+        return None, {}
+    return old, previous
+
+
+def _restore_signals(old: int | None, previous: Mapping[int, Any]) -> None:
+    import signal
+
+    if old is None:
+        return
+    signal.set_wakeup_fd(old)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def _wait_for_signal(
+    worker: threading.Thread,
+    wake: Any,
+    ticks: QueueTicks,
+    notifier: Notifier,
+    clock: Callable[[], float],
+) -> str | None:
+    """Block until a stop signal ("SIGTERM"/"SIGINT") or the worker ends (None)."""
+    import select
+    import signal
+
+    interval = notifier.watchdog_interval
+    next_ping = clock()
+    while worker.is_alive():
+        if interval is not None and clock() >= next_ping:
+            # Pings come from here, so a worker stuck in a long request during an
+            # outage is not killed by the watchdog; a dead worker ends the process.
+            notifier.watchdog()
+            next_ping = clock() + interval
+        timeout = None if interval is None else max(0.0, next_ping - clock())
+        readable, _, _ = select.select([wake], [], [], timeout)
+        if not readable:
+            continue
+        try:
+            data = wake.recv(64)
+        except BlockingIOError:
+            continue
+        for number in data:
+            if number in (signal.SIGTERM, signal.SIGINT):
+                return signal.Signals(number).name
+            if number == signal.SIGHUP:
+                log.info("SIGHUP: reloading the config")
+                ticks.put(ReloadRequested("SIGHUP"))
+    return None
+
+
+def supervise(
+    daemon: Daemon,
+    *,
+    ticks: QueueTicks,
+    stop: threading.Event,
+    notifier: Notifier,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Run ``daemon`` in a worker thread; the main thread turns signals into events.
+
+    Signals arrive through ``signal.set_wakeup_fd`` on a socket pair and are handled
+    by ordinary code after ``select()``: a Python handler that set an Event could
+    deadlock on the Event's own lock if the signal landed while that lock was held.
+    """
+    import socket
+
+    result: list[int] = []
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+
+    def body() -> None:
+        try:
+            result.append(daemon.run())
+        except BaseException as exc:  # never print an exception's text: it could quote data
+            log.critical("render loop crashed: internal error %s", type(exc).__name__)
+            log.debug("render loop crash detail", exc_info=True)
+            result.append(1)
+        finally:
+            try:
+                wake_w.send(b"\0")
+            except OSError:
+                pass
+
+    old, previous = _install_signals(wake_w.fileno())
+    worker = threading.Thread(target=body, name="kv2render-loop", daemon=True)
+    try:
+        worker.start()
+        stopped_by = _wait_for_signal(worker, wake_r, ticks, notifier, clock)
+        notifier.stopping()
+        if stopped_by is None:
+            daemon.close()
+            return result[0] if result else 1
+        log.info("%s: stopping", stopped_by)
+        stop.set()
+        ticks.put(None)
+        worker.join(timeout=STOP_GRACE)
+        if worker.is_alive():
+            log.warning(
+                "the render loop did not stop within %.0fs (a request or command is still "
+                "running); exiting anyway, no file is left half-written",
+                STOP_GRACE,
+            )
+        else:
+            daemon.close()
+        return 0
+    finally:
+        _restore_signals(old, previous)
+        wake_r.close()
+        wake_w.close()

@@ -1,0 +1,231 @@
+"""The daemon's report: a JSON status file, a lock file and a pid file.
+
+The status file is rewritten atomically after each pass through
+:func:`writer.write_atomic` (the only code that writes files kv2render serves).
+It holds metadata only (KV2-INV-001): per template the destination, the secret
+paths and versions used, the last render and write times and the last error's
+text, which by construction names places, never values. ``kv2render status``
+prints it (``app.print_status``).
+
+When it cannot be written the daemon logs an error on each pass and keeps
+rendering: the files it serves matter more than its report (issue 5).
+
+The lock file sits next to the status file (or in the first destination's
+directory) and is held with ``flock`` for the life of the process, so that a
+second instance pointed at the same place warns about the first (issue 10,
+item 7). Writes stay atomic either way; the warning is about two writers racing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kv2render import __version__
+from kv2render.errors import Kv2RenderError
+from kv2render.refs import SecretLocation
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".kv2render.lock"
+
+
+def utc(seconds: float | None) -> str | None:
+    """An epoch time as ``2024-05-01T12:00:00.123Z`` (None stays None)."""
+    if seconds is None:
+        return None
+    millis = int(seconds % 1 * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+@dataclass(frozen=True)
+class TemplateStatus:
+    """One template's line in the status file (metadata only)."""
+
+    where: str
+    destination: Path
+    source: Path | None
+    versions: Mapping[SecretLocation, int | None] = field(default_factory=dict)
+    last_render: float | None = None  # epoch: last successful render (written or unchanged)
+    last_write: float | None = None  # epoch: last time the bytes changed on disk
+    last_error: str | None = None  # str(Kv2RenderError): place + message, no values
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "template": self.where,
+            "destination": str(self.destination),
+            "source": None if self.source is None else str(self.source),
+            "secrets": [
+                {
+                    "mount": loc.mount,
+                    "path": loc.path,
+                    "pinned_version": loc.version,
+                    "version": version,
+                }
+                for loc, version in sorted(self.versions.items())
+            ],
+            "last_render": utc(self.last_render),
+            "last_write": utc(self.last_write),
+            "last_error": self.last_error,
+            "ok": self.last_error is None and self.last_render is not None,
+        }
+
+
+def document(
+    templates: Sequence[TemplateStatus],
+    *,
+    started: float,
+    now: float,
+    ready: bool,
+    state: str,
+    token: Mapping[str, Any] | None = None,
+    pid: int | None = None,
+) -> dict[str, Any]:
+    """The status document; ``state`` is a short word such as running/retrying/auth-failed."""
+    return {
+        "kv2render": __version__,
+        "pid": os.getpid() if pid is None else pid,
+        "started": utc(started),
+        "updated": utc(now),
+        "state": state,
+        "ready": ready,
+        "token": dict(token) if token is not None else None,
+        "templates": [t.as_json() for t in templates],
+    }
+
+
+def encode(doc: Mapping[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
+Writer = Callable[..., bool]
+
+
+class StatusFile:
+    """Rewrites the status file; never raises (an error is logged on each failed pass)."""
+
+    def __init__(self, path: Path | None, *, write: Writer | None = None) -> None:
+        self.path = path
+        self._write = write
+
+    def write(self, doc: Mapping[str, Any]) -> bool:
+        if self.path is None:
+            return False
+        write = self._write
+        if write is None:
+            from kv2render.writer import write_atomic
+
+            write = write_atomic
+        try:
+            write(self.path, encode(doc), perms=0o600)
+        except Kv2RenderError as exc:
+            log.error("status file not written (rendering continues): %s", exc)
+            return False
+        except OSError as exc:
+            log.error(
+                "status file %s not written (rendering continues): %s",
+                self.path,
+                exc.strerror or type(exc).__name__,
+            )
+            return False
+        return True
+
+
+def lock_path(status_file: Path | None, destinations: Iterable[Path]) -> Path | None:
+    """Next to the status file, else in the first destination's directory (issue 10 item 7)."""
+    if status_file is not None:
+        return status_file.with_name(status_file.name + ".lock")
+    for dest in destinations:
+        return dest.parent / LOCK_NAME
+    return None
+
+
+class InstanceLock:
+    """An advisory ``flock`` held for the process's life; warns when another instance holds it."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self.held_by_other: int | None = None  # pid read from the lock file, when known
+
+    def acquire(self) -> bool:
+        """True when this process holds the lock; a held lock is a warning, not a failure."""
+        if self.path is None:
+            return False
+        import fcntl
+
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            log.warning(
+                "lock file %s cannot be opened (%s); a second instance would not be noticed",
+                self.path,
+                exc.strerror or type(exc).__name__,
+            )
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = _read_pid(fd)
+            os.close(fd)
+            self.held_by_other = other or -1
+            log.warning(
+                "another kv2render%s holds %s: two instances rendering the same templates race "
+                "each other (each write stays atomic); stop one of them",
+                f" (pid {other})" if other else "",
+                self.path,
+            )
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock; the file stays for the next start
+            self._fd = None
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        raw = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(raw) if raw.isdigit() else None
+
+
+class PidFile:
+    """``pid_file``: written at start through the writer, removed at exit when still ours."""
+
+    def __init__(self, path: Path | None, *, write: Writer | None = None) -> None:
+        self.path = path
+        self._write = write
+
+    def write(self) -> None:
+        if self.path is None:
+            return
+        write = self._write
+        if write is None:
+            from kv2render.writer import write_atomic
+
+            write = write_atomic
+        try:
+            write(self.path, f"{os.getpid()}\n".encode(), perms=0o644)
+        except (Kv2RenderError, OSError) as exc:
+            log.error("pid file %s not written: %s", self.path, exc)
+
+    def remove(self) -> None:
+        if self.path is None:
+            return
+        try:
+            if self.path.read_text(encoding="ascii").strip() == str(os.getpid()):
+                self.path.unlink()
+        except (OSError, UnicodeDecodeError):
+            pass
