@@ -1,0 +1,459 @@
+"""Auth methods: how kv2render proves who it is to a KV2 server (spec KV2-FC-05x).
+
+This module never imports hvac or requests (spec: hvac boundary). An
+:class:`Authenticator` builds login requests and reads credential files; the
+store in ``vault.py`` hands it a :class:`LoginTransport` that does the HTTP and
+maps the server's answers to kv2render errors.
+
+    token_env          token from BAO_TOKEN / VAULT_TOKEN, checked with lookup-self
+    token_file         token re-read from token_file_path at every login
+    approle            role_id / secret_id files  -> POST auth/<mount>/login
+    kubernetes, jwt    a JWT file + role          -> POST auth/<mount>/login
+    cert               the TLS client certificate -> POST auth/<mount>/login {name}
+    bearer_token_file  no login: ``Authorization: Bearer`` from a file, re-read when it changes
+    mtls               no login, no token: the TLS client certificate is the identity
+
+Credentials are read from files at login time (so a rotated file is picked up by
+the next login) and never appear in a log line, an exception or a repr
+(KV2-INV-001): only file paths, mount paths and role names do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from kv2render.config import AuthSettings, VaultSettings
+from kv2render.errors import AuthError, ConfigError
+
+__all__ = [
+    "DEFAULT_KUBERNETES_TOKEN_PATH",
+    "Authenticator",
+    "LoginResult",
+    "LoginTransport",
+    "build_authenticator",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KUBERNETES_TOKEN_PATH = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+_LOOKUP_SELF = "auth/token/lookup-self"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """A token obtained by a login; the token itself never reaches a repr."""
+
+    token: str = field(repr=False)
+    ttl: float | None  # seconds; None when the token does not expire
+    renewable: bool
+
+
+class LoginTransport(Protocol):
+    """The HTTP a login needs, provided by the store. Errors come back as kv2render errors:
+    AuthError for a refusal (400/401/403/404), TransientError for 5xx/429/network."""
+
+    def post(
+        self, path: str, body: Mapping[str, Any], *, namespace: str | None = None
+    ) -> Mapping[str, Any]:
+        """POST ``/v1/<path>`` without a token; ``namespace`` None means vault.namespace."""
+        ...
+
+    def get(self, path: str, *, token: str) -> Mapping[str, Any]:
+        """GET ``/v1/<path>`` with ``token`` as X-Vault-Token."""
+        ...
+
+
+class Authenticator(Protocol):
+    """One auth method. ``needs_login`` False: no login, token, lookup or renew (bearer, mtls)."""
+
+    method: str  # the auto_auth.method.type, or 'token_env'
+    label: str  # metadata for logs: 'approle at auth/approle'
+    identity: str  # what to check when the server says 401/403 to this identity
+    needs_login: bool
+    reloginable: bool  # a new login can yield a new token (not token_env, bearer, mtls)
+
+    def login(self, transport: LoginTransport) -> LoginResult: ...
+
+    def header(self) -> Mapping[str, str]:
+        """Extra request headers (bearer); re-reads its file only when the file changed."""
+        ...
+
+    def credential_files(self) -> tuple[Path, ...]:
+        """Files whose change should trigger a new login (the daemon watches them)."""
+        ...
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _read_credential(path: Path, what: str, where: str) -> str:
+    """The stripped text of a credential file, or AuthError naming the file (never its text)."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError as exc:
+        raise AuthError(f"{what} file {path} does not exist", where=where) from exc
+    except UnicodeDecodeError as exc:
+        raise AuthError(f"{what} file {path} is not UTF-8 text", where=where) from exc
+    except OSError as exc:
+        raise AuthError(
+            f"{what} file {path} cannot be read ({exc.strerror or type(exc).__name__})",
+            where=where,
+        ) from exc
+    if not text:
+        raise AuthError(f"{what} file {path} is empty", where=where)
+    return text
+
+
+def _ttl(value: Any) -> float | None:
+    """A TTL in seconds from a server field; 0 (root tokens) or a bad value means no expiry."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return float(value)
+
+
+def _login_result(reply: Mapping[str, Any], where: str) -> LoginResult:
+    auth = reply.get("auth")
+    token = auth.get("client_token") if isinstance(auth, Mapping) else None
+    if not isinstance(auth, Mapping) or not isinstance(token, str) or not token:
+        raise AuthError("the login response has no auth.client_token", where=where)
+    return LoginResult(token, _ttl(auth.get("lease_duration")), bool(auth.get("renewable")))
+
+
+def _lookup_result(token: str, reply: Mapping[str, Any], where: str) -> LoginResult:
+    data = reply.get("data")
+    if not isinstance(data, Mapping):
+        raise AuthError("the auth/token/lookup-self response has no data object", where=where)
+    return LoginResult(token, _ttl(data.get("ttl")), bool(data.get("renewable")))
+
+
+def _mount(settings: AuthSettings) -> str:
+    """'auth/<type>' by default; a bare 'approle-prod' is taken as 'auth/approle-prod'."""
+    mount = settings.mount_path.strip("/") or f"auth/{settings.type}"
+    return mount if mount.startswith("auth/") else f"auth/{mount}"
+
+
+def _config_path(config: Mapping[str, Any], key: str, default: Path | None = None) -> Path:
+    value = config.get(key)
+    if value is None or value == "":
+        if default is not None:
+            return default
+        raise ConfigError(
+            "is required for this auth method", where=f"auto_auth.method.config.{key}"
+        )
+    return Path(value)
+
+
+def _config_str(config: Mapping[str, Any], key: str, *, required: bool) -> str:
+    value = config.get(key)
+    if value is None or value == "":
+        if required:
+            raise ConfigError(
+                "is required for this auth method", where=f"auto_auth.method.config.{key}"
+            )
+        return ""
+    return str(value)
+
+
+def _config_bool(config: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = config.get(key, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(
+        f"must be true or false, got {value!r}", where=f"auto_auth.method.config.{key}"
+    )
+
+
+class _Method:
+    """Defaults shared by the methods below."""
+
+    method = ""
+    label = ""
+    identity = ""
+    needs_login = True
+    reloginable = True
+
+    def header(self) -> Mapping[str, str]:
+        return {}
+
+    def credential_files(self) -> tuple[Path, ...]:
+        return ()
+
+    def __repr__(self) -> str:  # metadata only, whatever a subclass caches
+        return f"<{type(self).__name__} {self.label}>"
+
+
+# --------------------------------------------------------------------------- token methods
+
+
+class TokenEnv(_Method):
+    """The token from BAO_TOKEN / VAULT_TOKEN (no auto_auth). It cannot be replaced by a
+    new login, so a 403 on it is final."""
+
+    method = "token_env"
+    label = "token from the environment"
+    identity = "the token in BAO_TOKEN / VAULT_TOKEN"
+    reloginable = False
+
+    def __init__(self, token: str | None) -> None:
+        self._token = token or ""
+
+    def login(self, transport: LoginTransport) -> LoginResult:
+        where = "auth"
+        if not self._token:
+            raise AuthError(
+                "no token: BAO_TOKEN and VAULT_TOKEN are unset and no auto_auth is configured",
+                where=where,
+                hint="set VAULT_TOKEN, or configure auto_auth.method",
+            )
+        reply = _checked(lambda: transport.get(_LOOKUP_SELF, token=self._token), self)
+        return _lookup_result(self._token, reply, where)
+
+
+class TokenFile(_Method):
+    """Vault Agent's ``token_file``: the token is re-read from the file at every login."""
+
+    method = "token_file"
+    reloginable = True  # a rotated file gives a new token
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.label = f"token_file {path}"
+        self.identity = f"the token in {path}"
+
+    def login(self, transport: LoginTransport) -> LoginResult:
+        where = "auto_auth.method.config.token_file_path"
+        token = _read_credential(self._path, "token", where)
+        reply = _checked(lambda: transport.get(_LOOKUP_SELF, token=token), self)
+        return _lookup_result(token, reply, where)
+
+    def credential_files(self) -> tuple[Path, ...]:
+        return (self._path,)
+
+
+def _checked(call: Any, method: _Method) -> Mapping[str, Any]:
+    """Run a transport call, adding the method and the credential to check to an AuthError
+    (KV2-FC-053)."""
+    try:
+        result: Mapping[str, Any] = call()
+    except AuthError as exc:
+        if exc.hint:  # already says what to fix (a TLS problem, a wrong mount path)
+            raise
+        hint = f"check {method.identity} ({method.method} auth)"
+        raise AuthError(exc.message, where=exc.where, hint=hint) from exc
+    return result
+
+
+# --------------------------------------------------------------------------- login methods
+
+
+class AppRole(_Method):
+    """AppRole: role_id and secret_id from files (Vault Agent's key names).
+
+    With ``remove_secret_id_file_after_reading`` (default true, as in Vault Agent)
+    the secret_id file is removed once read; the value is kept in memory so that
+    a later re-login works, and a new file dropped there later is preferred.
+    """
+
+    method = "approle"
+
+    def __init__(self, settings: AuthSettings) -> None:
+        cfg = settings.config
+        self._mount = _mount(settings)
+        self._namespace = settings.namespace
+        self._role_id_file = _config_path(cfg, "role_id_file_path")
+        secret_path = cfg.get("secret_id_file_path")
+        self._secret_id_file = Path(secret_path) if secret_path else None
+        self._remove = _config_bool(cfg, "remove_secret_id_file_after_reading", True)
+        self._cached_secret_id = ""
+        self.label = f"approle at {self._mount}"
+        files = f"{self._role_id_file}" + (
+            f" and the secret_id in {self._secret_id_file}" if self._secret_id_file else ""
+        )
+        self.identity = f"the role_id in {files}"
+
+    def _secret_id(self) -> str:
+        where = "auto_auth.method.config.secret_id_file_path"
+        assert self._secret_id_file is not None
+        if self._cached_secret_id and not self._secret_id_file.exists():
+            return self._cached_secret_id
+        secret_id = _read_credential(self._secret_id_file, "secret_id", where)
+        self._cached_secret_id = secret_id
+        if self._remove:
+            try:
+                self._secret_id_file.unlink()
+            except OSError as exc:
+                # Not fatal: the login can still proceed; say why the file is still there.
+                log.warning(
+                    "approle: could not remove secret_id file %s after reading (%s)",
+                    self._secret_id_file,
+                    exc.strerror or type(exc).__name__,
+                )
+        return secret_id
+
+    def login(self, transport: LoginTransport) -> LoginResult:
+        role_id = _read_credential(
+            self._role_id_file, "role_id", "auto_auth.method.config.role_id_file_path"
+        )
+        body = {"role_id": role_id}
+        if self._secret_id_file is not None:
+            body["secret_id"] = self._secret_id()
+        path = f"{self._mount}/login"
+        reply = _checked(lambda: transport.post(path, body, namespace=self._namespace), self)
+        return _login_result(reply, path)
+
+    def credential_files(self) -> tuple[Path, ...]:
+        files = [self._role_id_file]
+        if self._secret_id_file is not None:
+            files.append(self._secret_id_file)
+        return tuple(files)
+
+
+class JwtLogin(_Method):
+    """kubernetes and jwt: POST {role, jwt} where the JWT is re-read from its file at each
+    login (a projected service-account token rotates)."""
+
+    def __init__(self, settings: AuthSettings, *, method: str, path_key: str) -> None:
+        cfg = settings.config
+        self.method = method
+        self._mount = _mount(settings)
+        self._namespace = settings.namespace
+        self._role = _config_str(cfg, "role", required=True)
+        default = DEFAULT_KUBERNETES_TOKEN_PATH if method == "kubernetes" else None
+        self._jwt_file = _config_path(cfg, path_key, default)
+        self._path_key = path_key
+        self.label = f"{method} at {self._mount}, role {self._role!r}"
+        self.identity = f"the JWT in {self._jwt_file} and role {self._role!r}"
+
+    def login(self, transport: LoginTransport) -> LoginResult:
+        jwt = _read_credential(self._jwt_file, "JWT", f"auto_auth.method.config.{self._path_key}")
+        path = f"{self._mount}/login"
+        body = {"role": self._role, "jwt": jwt}
+        reply = _checked(lambda: transport.post(path, body, namespace=self._namespace), self)
+        return _login_result(reply, path)
+
+    def credential_files(self) -> tuple[Path, ...]:
+        return (self._jwt_file,)
+
+
+class CertLogin(_Method):
+    """TLS certificate auth: the client certificate of the TLS connection (vault.client_cert)
+    is the credential; the body names the cert role, if any."""
+
+    method = "cert"
+
+    def __init__(self, settings: AuthSettings, vault: VaultSettings) -> None:
+        if vault.client_cert is None:
+            raise ConfigError(
+                "the cert auth method needs a TLS client certificate",
+                where="vault.client_cert",
+                hint="set vault.client_cert and vault.client_key (or VAULT_CLIENT_CERT)",
+            )
+        self._mount = _mount(settings)
+        self._namespace = settings.namespace
+        self._name = _config_str(settings.config, "name", required=False)
+        self._files = tuple(p for p in (vault.client_cert, vault.client_key) if p is not None)
+        self.label = f"cert at {self._mount}" + (f", role {self._name!r}" if self._name else "")
+        self.identity = f"the client certificate {vault.client_cert}"
+
+    def login(self, transport: LoginTransport) -> LoginResult:
+        path = f"{self._mount}/login"
+        body = {"name": self._name} if self._name else {}
+        reply = _checked(lambda: transport.post(path, body, namespace=self._namespace), self)
+        return _login_result(reply, path)
+
+    def credential_files(self) -> tuple[Path, ...]:
+        return self._files
+
+
+# --------------------------------------------------------------------------- no-login methods
+
+
+class BearerTokenFile(_Method):
+    """``Authorization: Bearer <file content>`` on every request, no X-Vault-Token and no
+    login (OVHcloud personal access tokens, spec issue 6). The file is re-read whenever its
+    inode, size or mtime changes, so each pass uses the current token."""
+
+    method = "bearer_token_file"
+    needs_login = False
+    reloginable = False
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._stamp: tuple[int, int, int] | None = None
+        self._token = ""
+        self.label = f"bearer token from {path}"
+        self.identity = f"the bearer token in {path}"
+
+    def login(self, transport: LoginTransport) -> LoginResult:
+        raise AuthError("bearer_token_file has no login", where="auto_auth.method")
+
+    def header(self) -> Mapping[str, str]:
+        where = "auto_auth.method.config.token_file_path"
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            st = None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
+        if stamp is None or stamp != self._stamp or not self._token:
+            self._token = _read_credential(self._path, "bearer token", where)
+            self._stamp = stamp
+            log.debug("bearer token (re)read from %s", self._path)
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def credential_files(self) -> tuple[Path, ...]:
+        return (self._path,)
+
+
+class Mtls(_Method):
+    """No login and no token header: the TLS client certificate is the identity
+    (the OVHcloud OKMS access certificate, spec issue 6)."""
+
+    method = "mtls"
+    needs_login = False
+    reloginable = False
+
+    def __init__(self, vault: VaultSettings) -> None:
+        if vault.client_cert is None:
+            raise ConfigError(
+                "the mtls auth method needs a TLS client certificate",
+                where="vault.client_cert",
+                hint="set vault.client_cert and vault.client_key (or VAULT_CLIENT_CERT)",
+            )
+        self._files = tuple(p for p in (vault.client_cert, vault.client_key) if p is not None)
+        self.label = f"mtls with client certificate {vault.client_cert}"
+        self.identity = f"the client certificate {vault.client_cert} and its key"
+
+    def login(self, transport: LoginTransport) -> LoginResult:
+        raise AuthError("mtls has no login", where="auto_auth.method")
+
+    def credential_files(self) -> tuple[Path, ...]:
+        return self._files
+
+
+def build_authenticator(auth: AuthSettings, vault: VaultSettings) -> Authenticator:
+    """The Authenticator for ``auth``; ConfigError naming the key when a required one is missing."""
+    cfg = auth.config
+    if auth.type == "token_env":
+        return TokenEnv(auth.env_token)
+    if auth.type == "token_file":
+        return TokenFile(_config_path(cfg, "token_file_path"))
+    if auth.type == "approle":
+        return AppRole(auth)
+    if auth.type == "kubernetes":
+        return JwtLogin(auth, method="kubernetes", path_key="token_path")
+    if auth.type == "jwt":
+        return JwtLogin(auth, method="jwt", path_key="path")
+    if auth.type == "cert":
+        return CertLogin(auth, vault)
+    if auth.type == "bearer_token_file":
+        return BearerTokenFile(_config_path(cfg, "token_file_path"))
+    if auth.type == "mtls":
+        return Mtls(vault)
+    raise ConfigError(f"unknown auth method {auth.type!r}", where="auto_auth.method.type")
