@@ -1,0 +1,420 @@
+"""Vault Agent configs (HCL or JSON) read as kv2render configs (issue 9, KV2-*-25x..27x).
+
+Data flow::
+
+    agent.hcl / agent JSON --config_sources--> tree
+      --agent_reason--> is it a Vault Agent config? (rule below)
+      --normalize--> AgentTree: the tree in kv2render's vocabulary, with the agent's
+                     defaults written in, plus the notices about what changed
+        config.load:     logs the notices, validates the tree as any other config
+        convert_config:  prints the tree as kv2render YAML, the changes as comments
+
+Because both paths go through :func:`normalize`, ``convert-config``'s YAML loads to
+the same templates as the agent file (KV2-AC-268) by construction.
+
+Which files are Vault Agent configs (the documented rule):
+
+- a ``.hcl`` file, always (kv2render's own format is YAML or JSON);
+- a ``.json`` file whose name ends in ``.agent.json``;
+- any other ``.json`` file showing a shape only Vault Agent's HCL-as-JSON gives: a
+  stanza kv2render does not have (``listener``, ``cache``, ``env_template``, ...),
+  ``auto_auth.sink``, a ``vault``/``auto_auth``/``template_config``/``method`` block
+  written as a one-item list, a single ``template`` object, or a template key only the
+  agent knows (``exec``, ``wait``, ``error_fatal``, ``sandbox_path``).
+
+YAML is never an agent config: Vault Agent does not read YAML.
+
+Semantics follow the agent's (KV2-INV-253), with one deliberate exception: a template
+without ``perms`` is written 0600, not 0644, said once at start.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kv2render.config_values import Section, kind_of
+from kv2render.errors import ConfigError, WriteError
+
+__all__ = [
+    "AgentTree",
+    "Notice",
+    "agent_reason",
+    "convert_config",
+    "is_agent_config",
+    "normalize",
+    "remove_pid_file",
+    "write_pid_file",
+]
+
+# The config stage's logger: users filter on one name whichever module speaks.
+log = logging.getLogger("kv2render.config")
+
+AGENT_JSON_SUFFIX = ".agent.json"
+
+# Stanzas whose absence would change what is rendered or written: refused (KV2-FC-251).
+_REFUSED = {
+    "env_template": "process-supervisor mode (secrets in a child's environment) is not "
+    "supported; render a file with a template stanza instead",
+    "exec": "process-supervisor mode is not supported; start the program yourself and use "
+    "template exec/command to reload it",
+    "auto_auth.sink": "kv2render never writes tokens to disk (it keeps its token in memory); "
+    "remove the sink, and give programs rendered files instead of a token",
+}
+
+# Top-level stanzas and settings that do not change what is rendered: dropped, warned.
+_IGNORED_TOP = {
+    "listener": "kv2render has no listener",
+    "cache": "kv2render has no cache",
+    "api_proxy": "kv2render has no API proxy",
+    "telemetry": "kv2render exports no telemetry",
+    "log_level": "use --log-level",
+    "log_format": "use --log-format",
+    "log_file": "kv2render logs to stderr",
+    "log_rotate_bytes": "kv2render logs to stderr",
+    "log_rotate_duration": "kv2render logs to stderr",
+    "log_rotate_max_files": "kv2render logs to stderr",
+    "disable_idle_connections": "kv2render manages its own connections",
+    "disable_keep_alives": "kv2render manages its own connections",
+}
+_IGNORED_TEMPLATE_CONFIG = {
+    "max_connections_per_host": "template_config.concurrency (default 8) bounds parallel reads",
+    "lease_renewal_threshold": "KV2 secrets have no lease; static_secret_render_interval "
+    "sets the poll",
+}
+_IGNORED_TEMPLATE = {
+    # consul-template's quiescence timers: renders happen at once instead (§2.6).
+    "wait": "quiescence timers are not implemented; a change renders at the next poll",
+    "error_fatal": "each template's error is reported and the others keep rendering",
+    "sandbox_path": "the file function it confines is not supported anyway",
+}
+_AGENT_TEMPLATE_KEYS = ("exec", *_IGNORED_TEMPLATE)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One log line ``config.load`` emits for an agent config (metadata only)."""
+
+    level: int
+    message: str
+
+
+@dataclass(frozen=True)
+class AgentTree:
+    """An agent config in kv2render's vocabulary and what changed on the way.
+
+    ``changes`` are ``(key path, what happened)`` pairs for convert-config's comments."""
+
+    tree: dict[str, Any]
+    notices: tuple[Notice, ...]
+    changes: tuple[tuple[str, str], ...]
+
+
+# --------------------------------------------------------------------------------------------
+# Detection
+
+
+def agent_reason(path: Path, tree: Any) -> str | None:
+    """Why ``tree`` (as read, before block unwrapping) is a Vault Agent config, or None."""
+    suffix = path.suffix.lower()
+    if suffix == ".hcl":
+        return "an HCL file"
+    if suffix != ".json" or not isinstance(tree, Mapping):
+        return None
+    if path.name.lower().endswith(AGENT_JSON_SUFFIX):
+        return f"the name ends in {AGENT_JSON_SUFFIX}"
+    for key in tree:
+        if key in _REFUSED or key in _IGNORED_TOP:
+            return f"it has the agent-only '{key}' stanza"
+    for key in ("vault", "auto_auth", "template_config"):
+        if isinstance(tree.get(key), list):
+            return f"'{key}' is an HCL-JSON block list"
+    auto_auth = _first(tree.get("auto_auth"))
+    if isinstance(auto_auth, Mapping):
+        if "sink" in auto_auth:
+            return "it has an auto_auth sink"
+        if isinstance(auto_auth.get("method"), list):
+            return "'auto_auth.method' is an HCL-JSON block list"
+    templates = tree.get("template")
+    if isinstance(templates, Mapping):
+        return "'template' is a single HCL-JSON block"
+    for item in templates if isinstance(templates, list) else ():
+        for key in item if isinstance(item, Mapping) else ():
+            if key in _AGENT_TEMPLATE_KEYS:
+                return f"a template has the agent-only '{key}' key"
+    return None
+
+
+def is_agent_config(path: Path, tree: Any) -> bool:
+    return agent_reason(path, tree) is not None
+
+
+def _first(value: Any) -> Any:
+    if isinstance(value, list) and len(value) == 1:
+        return value[0]
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Agent tree -> kv2render tree
+
+
+def normalize(tree: Mapping[str, Any], path: Path, *, reason: str | None = None) -> AgentTree:
+    """The unwrapped agent ``tree`` in kv2render's vocabulary, with the agent's defaults.
+
+    Raises ConfigError naming every refused stanza in one message (KV2-FC-251, KV2-AC-264).
+    Never quotes a value: only key paths and reasons reach a notice or an error."""
+    out = copy.deepcopy(dict(tree))
+    hcl = path.suffix.lower() == ".hcl"
+    _refuse(out)
+    changes: list[tuple[str, str]] = []
+    ignored: list[str] = []
+    for key, why in _IGNORED_TOP.items():
+        if key in out:
+            del out[key]
+            ignored.append(f"ignoring the agent '{key}' stanza ({why})")
+            changes.append((key, f"dropped: {why}"))
+    template_config = out.get("template_config")
+    if isinstance(template_config, dict):
+        for key, why in _IGNORED_TEMPLATE_CONFIG.items():
+            if key in template_config:
+                del template_config[key]
+                ignored.append(f"ignoring 'template_config.{key}' ({why})")
+                changes.append((f"template_config.{key}", f"dropped: {why}"))
+    _canonical_method(out)
+    no_perms: list[str] = []
+    lenient: list[str] = []
+    templates = out.get("template")
+    for index, item in enumerate(templates if isinstance(templates, list) else ()):
+        if not isinstance(item, dict):
+            continue  # config_build reports the bad entry with its position
+        where = f"template[{index}]"
+        for key, why in _IGNORED_TEMPLATE.items():
+            if key in item:
+                del item[key]
+                ignored.append(f"ignoring '{where}.{key}' ({why})")
+                changes.append((f"{where}.{key}", f"dropped: {why}"))
+        _exec_block(item, where)
+        if _agent_perms(item, hcl=hcl):
+            no_perms.append(where)
+            item["perms"] = "0600"  # stated, so convert-config's YAML shows the mode
+            changes.append(
+                (f"{where}.perms", "not set: kv2render writes 0600 where Vault Agent writes 0644")
+            )
+        if "error_on_missing_key" not in item:
+            # Vault Agent's default (missingkey=zero): templates render as before (KV2-AC-266).
+            item["error_on_missing_key"] = False
+            lenient.append(where)
+            changes.append(
+                (f"{where}.error_on_missing_key", "false, Vault Agent's default; true is safer")
+            )
+        # KV2-INV-251: every template of an agent config is a consul-template template.
+        item.setdefault("syntax", "consul-template")
+        # consul-template's Finalize default (vault-agent.md §1.7); kv2render's is false.
+        item.setdefault("create_dest_dirs", True)
+    notices = [Notice(logging.INFO, f"{path}: read as a Vault Agent config ({reason or 'agent'})")]
+    if ignored:
+        notices.append(
+            Notice(
+                logging.WARNING,
+                f"{path}: " + "; ".join(ignored) + ". None of these changes what is rendered.",
+            )
+        )
+    if no_perms:
+        # KV2-INV-253, KV2-AC-265: the one deliberate departure, said once with its reason.
+        notices.append(
+            Notice(
+                logging.INFO,
+                f"{', '.join(no_perms)}: no perms set; writing 0600, not Vault Agent's 0644: "
+                "rendered files hold secrets, so kv2render keeps them owner-only by default; "
+                "set perms to choose another mode",
+            )
+        )
+    if lenient:
+        notices.append(
+            Notice(
+                logging.WARNING,
+                f"{', '.join(lenient)}: error_on_missing_key is false (Vault Agent's default): "
+                "a missing key is written as '<no value>' instead of failing; "
+                "set error_on_missing_key = true",
+            )
+        )
+    return AgentTree(out, tuple(notices), tuple(changes))
+
+
+def _refuse(tree: dict[str, Any]) -> None:
+    found: list[str] = [key for key in ("env_template", "exec") if key in tree]
+    auto_auth = tree.get("auto_auth")
+    if isinstance(auto_auth, dict) and "sink" in auto_auth:
+        found.append("auto_auth.sink")
+    if found:
+        raise ConfigError(
+            "not supported by kv2render",
+            where=", ".join(found),
+            hint="; ".join(f"{key}: {_REFUSED[key]}" for key in found),
+        )
+
+
+def _canonical_method(tree: dict[str, Any]) -> None:
+    """``method "approle" { ... }`` (``{"approle": {...}}``) as ``{type: approle, ...}``."""
+    auto_auth = tree.get("auto_auth")
+    method = auto_auth.get("method") if isinstance(auto_auth, dict) else None
+    if isinstance(method, dict) and "type" not in method and len(method) == 1:
+        ((label, body),) = method.items()
+        if isinstance(body, Mapping):
+            auto_auth["method"] = {"type": label, **body}  # type: ignore[index]
+
+
+def _exec_block(item: dict[str, Any], where: str) -> None:
+    """``exec { command, timeout }`` -> ``command`` + ``command_timeout`` (Vault >= 1.14)."""
+    if "exec" not in item:
+        return
+    raw = _first(item.pop("exec"))
+    sec = Section(raw, f"{where}.exec", ("command", "timeout"))
+    if not sec.has("command"):
+        raise ConfigError("is required", where=sec.at("command"))
+    for key in ("command", "command_timeout"):
+        if key in item:
+            raise ConfigError(
+                f"is set twice: as {where}.{key} and in {where}.exec",
+                where=f"{where}.{key}",
+                hint="keep exec (the current agent form) and remove the old key",
+            )
+    item["command"] = sec.get("command")
+    if sec.has("timeout"):
+        item["command_timeout"] = sec.get("timeout")
+
+
+def _agent_perms(item: dict[str, Any], *, hcl: bool) -> bool:
+    """Rewrite ``perms`` as the agent reads it; True when no mode was given (0600 then)."""
+    perms = item.get("perms")
+    if perms is None or (isinstance(perms, str) and perms.strip().strip("0") == ""):
+        # Unset, or the agent's 0 ("keep the existing mode, else 0644"): 0600 here.
+        item.pop("perms", None)
+        return True
+    if perms == 0 and not isinstance(perms, bool):
+        item.pop("perms")
+        return True
+    if hcl and isinstance(perms, int) and not isinstance(perms, bool):
+        digits = str(perms)
+        if set(digits) <= set("01234567"):
+            # Vault's HCL parser reads `perms = 0640` as octal; python-hcl2 hands us the
+            # integer 640, so its digits are the octal mode the user wrote.
+            item["perms"] = "0" + digits
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# convert-config
+
+
+def convert_config(path: str | os.PathLike[str]) -> str:
+    """``kv2render convert-config AGENT``: the equivalent kv2render YAML, changes as comments.
+
+    The YAML loads to the same templates as the agent file (KV2-AC-268); relative paths keep
+    resolving against the config's directory, so the YAML belongs next to the agent file."""
+    from kv2render.config_build import build
+    from kv2render.config_sources import (
+        apply_env,
+        load_tree,
+        refuse_inline_credentials,
+        unwrap_blocks,
+    )
+
+    config_path = Path(os.path.abspath(path))
+    raw = load_tree(config_path)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"the top level must be a mapping, got {kind_of(raw)}", where=str(config_path)
+        )
+    if config_path.suffix.lower() not in (".hcl", ".json"):
+        raise ConfigError(
+            "is not a Vault Agent config",
+            where=str(config_path),
+            hint="convert-config reads Vault Agent HCL or JSON; this file already is kv2render's",
+        )
+    reason = agent_reason(config_path, raw) or "given to convert-config"
+    converted = normalize(unwrap_blocks(raw), config_path, reason=reason)
+    refuse_inline_credentials(converted.tree, "")
+    # Validate as `check` would (the environment may supply vault.address), so a config
+    # kv2render cannot run is reported now rather than after it was saved.
+    trial = copy.deepcopy(converted.tree)
+    apply_env(trial, os.environ)
+    build(trial, config_path, config_path.parent, os.environ, False)
+    return _to_yaml(converted, config_path)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (template bodies) as literal blocks, readable and byte-exact."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def _dump(value: Any) -> str:
+    return yaml.dump(
+        value, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
+
+
+def _to_yaml(converted: AgentTree, path: Path) -> str:
+    lines = [
+        f"# kv2render config converted from {path.name} by `kv2render convert-config`.",
+        f"# Relative paths resolve against this file's directory: save it next to {path.name}.",
+    ]
+    if converted.changes:
+        lines.append("# Changed or dropped on the way (docs/migrating-from-vault-agent.md):")
+        lines.extend(f"#   {key}: {what}" for key, what in converted.changes)
+    for key, value in converted.tree.items():
+        if key == "template" and isinstance(value, list):
+            lines.append("template:")
+            for index, item in enumerate(value):
+                prefix = f"template[{index}]."
+                for where, what in converted.changes:
+                    if where.startswith(prefix):
+                        lines.append(f"  # {where.removeprefix(prefix)}: {what}")
+                lines.extend("  " + line for line in _dump([item]).splitlines())
+        else:
+            lines.extend(_dump({key: value}).splitlines())
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# pid_file (Vault Agent's storePidFile / removePidFile)
+
+
+def write_pid_file(path: Path | None) -> None:
+    """Write this process's id to ``path`` (no newline, mode 0600), as Vault Agent does after
+    start-up (KV2-AC-270). Atomic: a reader never sees an empty pid file. Raises WriteError;
+    Vault Agent refuses to start when it cannot store the pid, so should the caller."""
+    if path is None:
+        return
+    from kv2render.writer import write_atomic
+
+    write_atomic(path, str(os.getpid()).encode("ascii"), perms=0o600)
+    log.debug("pid file %s written", path)
+
+
+def remove_pid_file(path: Path | None) -> None:
+    """Remove ``path`` at exit when it still holds this process's id (another instance may
+    have taken it over since); never raises."""
+    if path is None:
+        return
+    try:
+        if path.read_text(encoding="ascii").strip() != str(os.getpid()):
+            return
+        path.unlink()
+    except (OSError, UnicodeDecodeError, WriteError) as exc:
+        log.debug("pid file %s not removed: %s", path, type(exc).__name__)

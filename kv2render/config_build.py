@@ -1,0 +1,400 @@
+"""Config validation: the rewritten tree, checked in one strict pass, frozen into the
+dataclasses of ``config.py`` (KV2-INV-030). Split out of ``config.py``; imported lazily by
+``config.load`` so that the dataclasses module stays free of import cycles.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, cast
+
+from kv2render import refs
+from kv2render.config import (
+    AuthSettings,
+    AuthType,
+    Config,
+    TemplateConfig,
+    TemplateSpec,
+    VaultSettings,
+)
+from kv2render.config_sources import env_lookup
+from kv2render.config_values import (
+    Section,
+    as_address,
+    as_bool,
+    as_command,
+    as_int,
+    as_owner,
+    as_path,
+    as_perms,
+    as_str,
+    as_text,
+    kind_of,
+    parse_duration,
+    show,
+)
+from kv2render.errors import ConfigError
+from kv2render.refs import SecretRef
+
+# One logger name for the whole config stage, whichever module of it speaks.
+log = logging.getLogger("kv2render.config")
+
+_TOP_KEYS = (
+    "vault",
+    "auto_auth",
+    "template_config",
+    "template",
+    "status_file",
+    "pid_file",
+    "exit_after_auth",
+)
+_VAULT_KEYS = (
+    "address",
+    "ca_cert",
+    "ca_path",
+    "client_cert",
+    "client_key",
+    "tls_server_name",
+    "tls_skip_verify",
+    "namespace",
+    "retry",
+    "timeout",
+)
+_METHOD_KEYS = (
+    "type",
+    "mount_path",
+    "namespace",
+    "config",
+    "min_backoff",
+    "max_backoff",
+    "exit_on_err",
+)
+_TEMPLATE_CONFIG_KEYS = (
+    "static_secret_render_interval",
+    "exit_on_retry_failure",
+    "max_output_bytes",
+    "concurrency",
+)
+_TEMPLATE_KEYS = (
+    "source",
+    "contents",
+    "ref",
+    "destination",
+    "perms",
+    "user",
+    "group",
+    "create_dest_dirs",
+    "error_on_missing_key",
+    "backup",
+    "command",
+    "command_timeout",
+    "syntax",
+    "left_delimiter",
+    "right_delimiter",
+    "render_interval",
+)
+# Keys that make sense for a Jinja2/consul-template body but not for a raw `ref:` output.
+_TEMPLATE_ONLY_KEYS = ("syntax", "left_delimiter", "right_delimiter", "error_on_missing_key")
+
+# Method -> {config key: (kind, required, default)}. Key names are Vault Agent's
+# (vault-agent.md §1.5); bearer_token_file and mtls are kv2render's (issue 6, OVHcloud).
+_Kind = Literal["path", "str", "bool"]
+_METHOD_CONFIG: dict[str, dict[str, tuple[_Kind, bool, Any]]] = {
+    "token_file": {"token_file_path": ("path", True, None)},
+    "approle": {
+        "role_id_file_path": ("path", True, None),
+        "secret_id_file_path": ("path", False, None),
+        # Vault Agent default: true (auth/approle/approle.go); a consumed secret_id is gone.
+        "remove_secret_id_file_after_reading": ("bool", False, True),
+    },
+    "kubernetes": {
+        "role": ("str", True, None),
+        "token_path": ("path", False, "/var/run/secrets/kubernetes.io/serviceaccount/token"),
+    },
+    "jwt": {"role": ("str", True, None), "path": ("path", True, None)},
+    "cert": {"name": ("str", False, None)},
+    "bearer_token_file": {"token_file_path": ("path", True, None)},
+    "mtls": {},
+}
+_MOUNTED_METHODS = ("approle", "kubernetes", "jwt", "cert")
+_CLIENT_CERT_METHODS = ("cert", "mtls")
+
+
+_DEFAULT_RETRIES = 12  # consul-template DefaultRetryAttempts
+
+
+def build(
+    tree: Mapping[str, Any],
+    config_path: Path | None,
+    base: Path,
+    environ: Mapping[str, str],
+    require_credentials: bool,
+) -> Config:
+    top = Section(tree, "", _TOP_KEYS)
+    vault = _vault_settings(top.section("vault", _VAULT_KEYS), base)
+    auth = _auth_settings(top, vault, base, environ, require_credentials)
+    return Config(
+        path=config_path,
+        vault=vault,
+        auth=auth,
+        template_config=_template_config(top.section("template_config", _TEMPLATE_CONFIG_KEYS)),
+        templates=_templates(top, base, vault.address),
+        status_file=top.opt("status_file", as_path, base),
+        pid_file=top.opt("pid_file", as_path, base),
+        exit_after_auth=bool(top.opt("exit_after_auth", as_bool)),
+    )
+
+
+def _vault_settings(sec: Section, base: Path) -> VaultSettings:
+    if not sec.has("address"):
+        raise ConfigError(
+            "is not set",
+            where="vault.address",
+            hint="set it in the config or VAULT_ADDR/BAO_ADDR",
+        )
+    retry = sec.section("retry", ("num_retries",))
+    num_retries = _DEFAULT_RETRIES
+    if retry.has("num_retries"):
+        raw = as_int(retry.get("num_retries"), retry.at("num_retries"), minimum=-1)
+        # Vault Agent (config.go): 0 -> the default 12, -1 -> retries disabled.
+        num_retries = {0: _DEFAULT_RETRIES, -1: 0}.get(raw, raw)
+    settings = VaultSettings(
+        address=as_address(sec.get("address"), sec.at("address")),
+        ca_cert=sec.opt("ca_cert", as_path, base),
+        ca_path=sec.opt("ca_path", as_path, base),
+        client_cert=sec.opt("client_cert", as_path, base),
+        client_key=sec.opt("client_key", as_path, base),
+        tls_server_name=sec.opt("tls_server_name", as_str),
+        tls_skip_verify=bool(sec.opt("tls_skip_verify", as_bool)),
+        namespace=sec.opt("namespace", as_str),
+        num_retries=num_retries,
+        timeout=sec.opt("timeout", parse_duration) or 30.0,
+    )
+    if (settings.client_cert is None) != (settings.client_key is None):
+        missing = "client_key" if settings.client_key is None else "client_cert"
+        raise ConfigError(
+            "is required when the other half of the client certificate is set",
+            where=f"vault.{missing}",
+            hint=f"set vault.{missing} or VAULT_{missing.upper()}/BAO_{missing.upper()}",
+        )
+    return settings
+
+
+def _auth_settings(
+    top: Section,
+    vault: VaultSettings,
+    base: Path,
+    environ: Mapping[str, str],
+    require_credentials: bool,
+) -> AuthSettings:
+    if not top.has("auto_auth"):
+        # Issue 4: with no auto_auth the token comes from the environment. With auto_auth,
+        # an environment token is ignored (Vault Agent blanks the runner's token too).
+        found = env_lookup(environ, "TOKEN")
+        if found is None and require_credentials:
+            raise ConfigError(
+                "no credentials: auto_auth is not configured and no token is in the environment",
+                where="auto_auth",
+                hint="set VAULT_TOKEN or BAO_TOKEN, or configure auto_auth",
+            )
+        return AuthSettings(type="token_env", env_token=None if found is None else found[1])
+    auto_auth = top.section("auto_auth", ("method",))
+    if not auto_auth.has("method"):
+        raise ConfigError("is required", where="auto_auth.method", hint="add method: {type: ...}")
+    return _method(auto_auth.get("method"), vault, base)
+
+
+def _method_label(raw: Any) -> Any:
+    """HCL's ``method "approle" { ... }`` arrives as ``{"approle": {...}}``."""
+    if isinstance(raw, Mapping) and "type" not in raw and len(raw) == 1:
+        ((label, body),) = raw.items()
+        if label not in _METHOD_KEYS and isinstance(body, Mapping):
+            return {"type": label, **body}
+    return raw
+
+
+def _method(raw: Any, vault: VaultSettings, base: Path) -> AuthSettings:
+    sec = Section(_method_label(raw), "auto_auth.method", _METHOD_KEYS)
+    if not sec.has("type"):
+        raise ConfigError(
+            "is required", where=sec.at("type"), hint=f"one of {', '.join(_METHOD_CONFIG)}"
+        )
+    kind = as_str(sec.get("type"), sec.at("type"))
+    if kind not in _METHOD_CONFIG:
+        close = difflib.get_close_matches(kind, _METHOD_CONFIG, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(
+            f"auth method '{kind}' is not supported",
+            where=sec.at("type"),
+            hint=f"{hint}supported: {', '.join(_METHOD_CONFIG)}",
+        )
+    if kind in _CLIENT_CERT_METHODS and (vault.client_cert is None or vault.client_key is None):
+        raise ConfigError(
+            f"method '{kind}' needs vault.client_cert and vault.client_key",
+            where=sec.at("type"),
+            hint="set them in the vault block or VAULT_CLIENT_CERT/VAULT_CLIENT_KEY",
+        )
+    mount_path = ""
+    if kind in _MOUNTED_METHODS:
+        mount_path = (sec.opt("mount_path", as_str) or f"auth/{kind}").strip("/")
+        if not mount_path:
+            raise ConfigError("must not be empty", where=sec.at("mount_path"))
+        if not mount_path.startswith("auth/"):
+            # Same reading as auth.py: a bare 'approle-prod' means 'auth/approle-prod'.
+            mount_path = f"auth/{mount_path}"
+    elif sec.has("mount_path"):
+        raise ConfigError(f"method '{kind}' has no login mount", where=sec.at("mount_path"))
+    min_backoff = sec.opt("min_backoff", parse_duration) or 1.0
+    max_backoff = sec.opt("max_backoff", parse_duration) or 300.0
+    if max_backoff < min_backoff:
+        raise ConfigError("must not be smaller than min_backoff", where=sec.at("max_backoff"))
+    return AuthSettings(
+        type=cast(AuthType, kind),
+        mount_path=mount_path,
+        namespace=sec.opt("namespace", as_str),
+        config=_method_config(sec, kind, base),
+        min_backoff=min_backoff,
+        max_backoff=max_backoff,
+        exit_on_err=bool(sec.opt("exit_on_err", as_bool)),
+    )
+
+
+def _method_config(method: Section, kind: str, base: Path) -> Mapping[str, Any]:
+    spec = _METHOD_CONFIG[kind]
+    sec = method.section("config", tuple(spec))
+    out: dict[str, Any] = {}
+    for key, (value_kind, required, default) in spec.items():
+        value = sec.get(key)
+        if value is None:
+            if required:
+                raise ConfigError(f"is required for method '{kind}'", where=sec.at(key))
+            if default is None:
+                continue
+            value = default
+        if value_kind == "path":
+            out[key] = as_path(value, sec.at(key), base)
+        elif value_kind == "bool":
+            out[key] = as_bool(value, sec.at(key))
+        else:
+            out[key] = as_str(value, sec.at(key))
+    return MappingProxyType(out)
+
+
+def _template_config(sec: Section) -> TemplateConfig:
+    default = TemplateConfig()
+    interval = sec.opt("static_secret_render_interval", parse_duration)
+    max_bytes = sec.opt("max_output_bytes", as_int, minimum=1)
+    concurrency = sec.opt("concurrency", as_int, minimum=1)
+    return TemplateConfig(
+        static_secret_render_interval=interval or default.static_secret_render_interval,
+        exit_on_retry_failure=bool(sec.opt("exit_on_retry_failure", as_bool)),
+        max_output_bytes=max_bytes or default.max_output_bytes,
+        concurrency=concurrency or default.concurrency,
+    )
+
+
+def _templates(top: Section, base: Path, address: str) -> tuple[TemplateSpec, ...]:
+    raw = top.get("template")
+    if raw is None or raw == []:
+        raise ConfigError(
+            "at least one template is required", where="template", hint="add a 'template' list"
+        )
+    if not isinstance(raw, list):
+        raise ConfigError(f"must be a list of templates, got {kind_of(raw)}", where="template")
+    specs: list[TemplateSpec] = []
+    seen: dict[Path, int] = {}
+    for index, item in enumerate(raw):
+        spec = _template(index, item, base, address)
+        if spec.destination in seen:
+            other = seen[spec.destination]
+            raise ConfigError(
+                f"'{spec.destination}' is also the destination of template[{other}]",
+                where=f"{spec.where}.destination",
+                hint="each template needs its own destination",
+            )
+        seen[spec.destination] = index
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _template(index: int, raw: Any, base: Path, address: str) -> TemplateSpec:
+    sec = Section(raw, f"template[{index}]", _TEMPLATE_KEYS)
+    bodies = [key for key in ("source", "contents", "ref") if sec.has(key)]
+    if len(bodies) != 1:
+        got = " and ".join(bodies) if bodies else "none"
+        raise ConfigError(
+            f"needs exactly one of source, contents or ref (got {got})", where=sec.where
+        )
+    if not sec.has("destination"):
+        raise ConfigError("is required", where=sec.at("destination"))
+    destination = as_path(sec.get("destination"), sec.at("destination"), base)
+    source = sec.opt("source", as_path, base)
+    if source == destination:
+        raise ConfigError("must differ from source", where=sec.at("destination"))
+    ref = _template_ref(sec, address)
+    # 0600 by default; an agent config's notice about Vault Agent's 0644 is agentconfig's.
+    perms = sec.opt("perms", as_perms)
+    if perms is None:
+        perms = 0o600
+    if perms & 0o044:
+        log.warning("%s.perms %04o lets group/other read %s", sec.where, perms, destination)
+    return TemplateSpec(
+        index=index,
+        destination=destination,
+        source=source,
+        contents=sec.opt("contents", as_text),
+        ref=ref,
+        perms=perms,
+        user=sec.opt("user", as_owner),
+        group=sec.opt("group", as_owner),
+        create_dest_dirs=bool(sec.opt("create_dest_dirs", as_bool)),
+        error_on_missing_key=_missing_key_mode(sec),
+        backup=bool(sec.opt("backup", as_bool)),
+        command=sec.opt("command", as_command),
+        command_timeout=sec.opt("command_timeout", parse_duration) or 30.0,
+        syntax=_syntax(sec, source),
+        left_delimiter=sec.opt("left_delimiter", as_text),
+        right_delimiter=sec.opt("right_delimiter", as_text),
+        render_interval=sec.opt("render_interval", parse_duration),
+    )
+
+
+def _missing_key_mode(sec: Section) -> bool:
+    value = sec.opt("error_on_missing_key", as_bool)
+    # kv2render configs are strict; agentconfig writes Vault Agent's default (false) into an
+    # agent config's templates so they render unchanged (KV2-INV-253, KV2-AC-266).
+    return True if value is None else bool(value)
+
+
+def _template_ref(sec: Section, address: str) -> SecretRef | None:
+    if not sec.has("ref"):
+        return None
+    for key in _TEMPLATE_ONLY_KEYS:
+        if sec.has(key):
+            raise ConfigError(
+                "applies to source/contents templates only",
+                where=sec.at(key),
+                hint="a ref: output is written raw and always fails on a missing key",
+            )
+    where = sec.at("ref")
+    ref = refs.parse_ref(as_str(sec.get("ref"), where), where=where)
+    refs.check_authority(ref, address, where=where)
+    return ref
+
+
+def _syntax(sec: Section, source: Path | None) -> Literal["jinja2", "consul-template"]:
+    if not sec.has("syntax"):
+        # KV2-INV-251: Vault Agent templates conventionally end in .ctmpl; an agent config's
+        # templates were given syntax: consul-template by agentconfig already.
+        ctmpl = source is not None and source.suffix == ".ctmpl"
+        return "consul-template" if ctmpl else "jinja2"
+    value = as_str(sec.get("syntax"), sec.at("syntax"))
+    if value not in ("jinja2", "consul-template"):
+        raise ConfigError(
+            f"must be 'jinja2' or 'consul-template', got {show(value)}", where=sec.at("syntax")
+        )
+    return cast(Literal["jinja2", "consul-template"], value)
