@@ -19,6 +19,7 @@ import yaml
 
 from kv2render.config_values import as_address, as_int, join_key, show
 from kv2render.errors import ConfigError, InlineCredentialError
+from kv2render.redact import scrub_quoted
 
 # One logger name for the whole config stage, whichever module of it speaks.
 log = logging.getLogger("kv2render.config")
@@ -137,7 +138,8 @@ def _load_yaml(text: str, path: Path) -> Any:
         # str(exc) quotes the offending source line, which could hold a secret: use the
         # position and the parser's complaint only.
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or "syntax error"
+        # The complaint itself quotes tokens ("found undefined alias '<token>'"): hide them.
+        problem = scrub_quoted(getattr(exc, "problem", None) or "syntax error", "")
         if mark is None:
             raise ConfigError(f"invalid YAML: {problem}", where=str(path)) from None
         raise ConfigError(

@@ -52,6 +52,7 @@ from kv2render.errors import (
     RenderError,
     TemplateSyntaxError,
 )
+from kv2render.redact import REDACTED, redact, scrub_quoted
 from kv2render.refs import SecretLocation, SecretRef, parse_ref, value_to_text
 
 if TYPE_CHECKING:
@@ -75,8 +76,6 @@ DEFAULT_MAX_OUTPUT_BYTES = 1 << 20
 MAX_RANGE = 10_000  # items one range() call may produce
 MAX_STEPS = 1_000_000  # loop iterations + calls per render (about a second of work)
 MAX_POWER_BITS = 4096  # the largest integer '**' may build
-REDACTED = "[redacted]"
-_MIN_REDACT = 4  # shorter values are redacted only where they appear quoted
 _FUNCTIONS = ("kv2", "secret")
 
 
@@ -95,6 +94,7 @@ class CompiledTemplate:
     _calls: Mapping[tuple[str, str], SecretRef] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _source: str = field(default="", repr=False, compare=False)  # to scrub error text
 
     @property
     def locations(self) -> frozenset[SecretLocation]:
@@ -874,6 +874,11 @@ def compile_template(
         code = env.compile(ast, name=name, filename=name)
     except JinjaSyntaxError as exc:
         raise _syntax(exc.message or "syntax error", name, exc.lineno) from None
+    except RecursionError:
+        # Thousands of nested (, [ or {% if %}: jinja's parser and compiler recurse (issue 10).
+        raise _syntax(
+            "the template nests too deeply", name, None, hint="flatten the nested blocks"
+        ) from None
     template = env.template_class.from_code(env, code, env.make_globals(None))
     return CompiledTemplate(
         name=name,
@@ -882,6 +887,7 @@ def compile_template(
         max_output_bytes=max_output_bytes,
         _template=template,
         _calls=calls,
+        _source=text,
     )
 
 
@@ -923,8 +929,13 @@ def _render_error(
     else:
         message = f"{type(exc).__name__}: {exc}"
     secrets = list(secrets)
+    message = redact(message, secrets)
+    if not isinstance(exc, Kv2RenderError):
+        # The engine's own text may quote a value the template derived from a secret
+        # (upper-cased, sliced, encoded), which redact() cannot recognise.
+        message = scrub_quoted(message, tpl._source)
     return cls(
-        redact(message, secrets),
+        message,
         where=where,
         hint=redact(hint, secrets) if hint else None,
     )
@@ -961,55 +972,3 @@ def render(tpl: CompiledTemplate, secrets: Mapping[SecretLocation, SecretVersion
         generator.close()
         _STATE.reset(token)
     return "".join(chunks)
-
-
-# -- redaction -----------------------------------------------------------------------------
-
-
-def _leaves(value: Any, out: set[str]) -> None:
-    if isinstance(value, str):
-        out.add(value)
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, int | float):
-        out.add(str(value))
-        out.add(json.dumps(value))
-    elif isinstance(value, Mapping):
-        for child in value.values():
-            _leaves(child, out)
-    elif isinstance(value, list | tuple):
-        for child in value:
-            _leaves(child, out)
-
-
-def redact(text: str, secrets: Iterable[SecretVersion]) -> str:
-    """Replace every secret value in ``text`` with ``[redacted]`` (consul-template's word).
-
-    Values of 4+ characters are replaced wherever they appear, also in their Python-repr and
-    JSON-escaped spellings; shorter ones only where they appear quoted (``'ab'``, ``"ab"``),
-    as Python error messages quote them, so that "5" does not eat every line number.
-    """
-    values: set[str] = set()
-    for version in secrets:
-        _leaves(version.data, values)
-    patterns: set[str] = set()
-    for value in values:
-        if not value:
-            continue
-        spellings = {value, repr(value)[1:-1], json.dumps(value)[1:-1]}
-        spellings.add(json.dumps(value, ensure_ascii=False)[1:-1])
-        if len(value) >= _MIN_REDACT:
-            patterns.update(spellings)
-        else:
-            patterns.update(f"{q}{s}{q}" for s in spellings for q in ("'", '"'))
-    if not patterns:
-        return text
-    regex = re.compile("|".join(re.escape(p) for p in sorted(patterns, key=len, reverse=True)))
-
-    def replace(match: re.Match[str]) -> str:
-        found = match.group(0)
-        if len(found) >= 2 and found[0] == found[-1] and found[0] in "'\"":
-            return f"{found[0]}{REDACTED}{found[0]}"
-        return REDACTED
-
-    return regex.sub(replace, text)

@@ -29,6 +29,7 @@ from kv2render.ctmpl.gofmt import go_quote
 from kv2render.ctmpl.parser import ParseError, parse
 from kv2render.ctmpl.values import GoSecret, make_secret
 from kv2render.errors import MissingKeyError, RenderError, TemplateSyntaxError
+from kv2render.redact import redact, scrub_quoted
 from kv2render.refs import SecretLocation, SecretRef
 from kv2render.vault import SecretVersion
 
@@ -62,6 +63,11 @@ def _parse(text: str, name: str, left: str, right: str) -> tuple[n.ListNode, dic
     except ParseError as exc:
         message = exc.message.replace("{name}", name)
         raise TemplateSyntaxError(message, where=f"{name}:{exc.line}") from None
+    except RecursionError:
+        # Thousands of nested ( or {{if}}: a clear error, not an internal one (issue 10).
+        raise TemplateSyntaxError(
+            "the template nests too deeply", where=name, hint="flatten the nested blocks"
+        ) from None
 
 
 def _walk_commands(node: object) -> list[tuple[n.PipeNode, n.CommandNode]]:
@@ -141,7 +147,13 @@ def compile_ctmpl(
     root, templates = _parse(text, name, left_delim or "{{", right_delim or "}}")
     refs: list[SecretRef] = []
     paths: dict[str, SecretLocation] = {}
-    for path, pos in _secret_paths(text, name, [root, *templates.values()]):
+    try:
+        found = _secret_paths(text, name, [root, *templates.values()])
+    except RecursionError:
+        raise TemplateSyntaxError(
+            "the template nests too deeply", where=name, hint="flatten the nested blocks"
+        ) from None
+    for path, pos in found:
         if path in paths:
             continue
         ref = _parse_path(path, f"{name}:{_line_of(text, pos)}")
@@ -165,6 +177,7 @@ def render_ctmpl(
     *,
     env: Mapping[str, str] | None = None,
     now: Callable[[], datetime] | None = None,
+    max_output_bytes: int = 1 << 20,
 ) -> str:
     """Render with Vault Agent's semantics; RenderError/MissingKeyError name ``name:line:col``."""
     cache: dict[SecretLocation, GoSecret] = {}
@@ -182,6 +195,7 @@ def render_ctmpl(
         env=os.environ if env is None else env,
         now=now or (lambda: datetime.now(UTC)),
         secret=secret,
+        max_bytes=max_output_bytes,
     )
     try:
         return execute(
@@ -193,7 +207,9 @@ def render_ctmpl(
             missing_error=tpl.error_on_missing_key,
         )
     except ExecError as exc:
-        message = exc.message
+        # Go's messages quote the values they choke on (strconv: parsing "<value>"): redact
+        # the secrets' values, then keep only quoted text the template itself holds.
+        message = scrub_quoted(redact(exc.message, secrets.values()), tpl.text)
         if exc.context is not None:
             message = f"executing {go_quote(tpl.name)} at <{exc.context}>: {message}"
         cls = MissingKeyError if "no entry for key" in exc.message else RenderError

@@ -426,30 +426,12 @@ def _jinja_errors(c: Ctx) -> Plan:
     return _failing(c, [{"contents": t} for t in JINJA_ERRORS], 5, "[redacted]")
 
 
-@scenario(
-    "fail-jinja-derived-values",
-    xfail=(
-        "kv2render/template.py redact() only replaces the exact values read (and their "
-        "repr/JSON spellings): a value transformed inside the template (| upper, a slice, "
-        "| base64Encode) is quoted verbatim by _render_error(); fix: for runtime errors that "
-        "are not our own Kv2RenderError, drop str(exc) and keep only the exception type and "
-        "template line (or redact every string the template computed)"
-    ),
-)
+@scenario("fail-jinja-derived-values")
 def _jinja_derived(c: Ctx) -> Plan:
     return _failing(c, [{"contents": t} for t in JINJA_DERIVED], 5, "template[")
 
 
-@scenario(
-    "fail-ctmpl-runtime-errors",
-    xfail=(
-        "kv2render/ctmpl/__init__.py render_ctmpl(), the 'except ExecError' branch: the "
-        "message is raised as RenderError without redaction, and ctmpl/funcs.py "
-        "_parse_int/_parse_bool quote their input with %q (Go's strconv text: parsing "
-        '"<value>": invalid syntax); fix: in render_ctmpl pass message through '
-        "kv2render.template.redact(message, secrets.values()) as template._render_error does"
-    ),
-)
+@scenario("fail-ctmpl-runtime-errors")
 def _ctmpl_errors(c: Ctx) -> Plan:
     entries = [
         {
@@ -591,17 +573,11 @@ YAML_QUOTING = {
     "alias": "  - ref: *{v}\n",
     "tag": "  - ref: !{v} x\n",
 }
-YAML_LEAK = (
-    "kv2render/config_sources.py _load_yaml(), the yaml.YAMLError branch: PyYAML's exc.problem "
-    "quotes the offending token ('found undefined alias '<token>'', 'could not determine a "
-    "constructor for the tag '!<token>''), and the ConfigError repeats it; fix: drop quoted "
-    "text from the problem, e.g. re.sub(r\"'[^']*'\", \"'...'\", problem), keeping line/column"
-)
 
 
 for _kind, _line in {**YAML_SYNTAX, **YAML_QUOTING}.items():
 
-    @scenario(f"config-yaml-syntax-{_kind}", xfail=YAML_LEAK if _kind in YAML_QUOTING else None)
+    @scenario(f"config-yaml-syntax-{_kind}")
     def _yaml_syntax(c: Ctx, line: str = _line) -> Plan:
         text = f"vault:\n  address: {c.srv.url}\ntemplate:\n" + line.format(v=c.s["yaml_line"])
         return _config_error(c, ("kv2render.yaml", text))
@@ -957,7 +933,6 @@ def test_config_load_errors_and_reprs(workdir: Path, caplog: pytest.LogCaptureFi
     assert not leaks, report(leaks)
 
 
-@pytest.mark.xfail(strict=True, reason=YAML_LEAK)
 @pytest.mark.parametrize("kind", sorted(YAML_QUOTING))
 def test_config_load_yaml_error_does_not_quote_the_token(workdir: Path, kind: str) -> None:
     """KV2-INV-001 KV2-AC-116: a YAML syntax error on a line holding a credential never

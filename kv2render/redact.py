@@ -1,0 +1,96 @@
+"""Scrubbing error text that a template engine produced (KV2-INV-001).
+
+Jinja2's and Go's error messages quote the values they choke on: an attribute
+name, a string that failed to parse, a key that is missing. When a template
+computes that value from a secret (``kv2(...) | upper``, a slice, base64), the
+quoted text is secret-derived, and redacting the exact secret values cannot
+catch it. So an engine's own message keeps a quoted token only when the token
+is written in the template itself (then it is the operator's text, not data)
+or names a type (``'dict object'``); any other quoted token becomes ``'…'``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kv2render.vault import SecretVersion
+
+__all__ = ["REDACTED", "redact", "scrub_quoted"]
+
+REDACTED = "[redacted]"
+_MIN_REDACT = 4  # shorter values are redacted only where they appear quoted
+
+# A single- or double-quoted run, the way Python's and Go's messages quote (no newlines).
+_QUOTED = re.compile(r"""(?P<q>['"])(?P<body>(?:\\.|(?!(?P=q))[^\\\n])*)(?P=q)""")
+_TYPE_NAME = re.compile(r"^[A-Za-z_][\w.]*( object)?$")
+_TYPE_WORDS = frozenset(
+    {"str", "int", "float", "bool", "dict", "list", "tuple", "NoneType", "bytes", "set"}
+)
+
+
+def scrub_quoted(message: str, source: str) -> str:
+    """Replace quoted tokens of ``message`` that neither appear in ``source`` nor name a type."""
+
+    def keep_or_hide(match: re.Match[str]) -> str:
+        body = match.group("body")
+        if body in ("", REDACTED) or body in source:
+            return match.group(0)
+        if _TYPE_NAME.match(body) and (body.endswith(" object") or body in _TYPE_WORDS):
+            return match.group(0)
+        quote = match.group("q")
+        return f"{quote}…{quote}"
+
+    return _QUOTED.sub(keep_or_hide, message)
+
+
+def _leaves(value: Any, out: set[str]) -> None:
+    if isinstance(value, str):
+        out.add(value)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int | float):
+        out.add(str(value))
+        out.add(json.dumps(value))
+    elif isinstance(value, Mapping):
+        for child in value.values():
+            _leaves(child, out)
+    elif isinstance(value, list | tuple):
+        for child in value:
+            _leaves(child, out)
+
+
+def redact(text: str, secrets: Iterable[SecretVersion]) -> str:
+    """Replace every secret value in ``text`` with ``[redacted]`` (consul-template's word).
+
+    Values of 4+ characters are replaced wherever they appear, also in their Python-repr and
+    JSON-escaped spellings; shorter ones only where they appear quoted (``'ab'``, ``"ab"``),
+    as Python error messages quote them, so that "5" does not eat every line number.
+    """
+    values: set[str] = set()
+    for version in secrets:
+        _leaves(version.data, values)
+    patterns: set[str] = set()
+    for value in values:
+        if not value:
+            continue
+        spellings = {value, repr(value)[1:-1], json.dumps(value)[1:-1]}
+        spellings.add(json.dumps(value, ensure_ascii=False)[1:-1])
+        if len(value) >= _MIN_REDACT:
+            patterns.update(spellings)
+        else:
+            patterns.update(f"{q}{s}{q}" for s in spellings for q in ("'", '"'))
+    if not patterns:
+        return text
+    regex = re.compile("|".join(re.escape(p) for p in sorted(patterns, key=len, reverse=True)))
+
+    def replace(match: re.Match[str]) -> str:
+        found = match.group(0)
+        if len(found) >= 2 and found[0] == found[-1] and found[0] in "'\"":
+            return f"{found[0]}{REDACTED}{found[0]}"
+        return REDACTED
+
+    return regex.sub(replace, text)
