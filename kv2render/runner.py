@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -125,7 +126,9 @@ def prepare(config: Config) -> list[PreparedTemplate]:
     problems: list[ConfigError] = []
     for spec in config.templates:
         try:
-            prepared.append(prepare_one(spec, max_output_bytes=config.template_config.max_output_bytes))
+            prepared.append(
+                prepare_one(spec, max_output_bytes=config.template_config.max_output_bytes)
+            )
         except ConfigError as exc:
             problems.append(exc)
     if len(problems) == 1:
@@ -156,6 +159,19 @@ def _read_source(spec: TemplateSpec) -> str:
         ) from None
 
 
+def _encode(text: str, where: str, errors: str = "strict") -> bytes:
+    """UTF-8 bytes of an output; a lone surrogate (a ``\\ud800`` escape in a server's JSON)
+    is a RenderError, not an internal error (issue 10, KV2-AC-287)."""
+    try:
+        return text.encode("utf-8", errors)
+    except UnicodeEncodeError:
+        raise RenderError(
+            "the output holds a lone surrogate (\\ud800-\\udfff), which UTF-8 cannot encode",
+            where=where,
+            hint="a secret value carries an invalid \\u escape; fix the value at the source",
+        ) from None
+
+
 def prepare_one(spec: TemplateSpec, *, max_output_bytes: int = 1 << 20) -> PreparedTemplate:
     """Compile one template entry (KV2-INV-071: references are known before any read)."""
     if spec.ref is not None:
@@ -171,7 +187,7 @@ def prepare_one(spec: TemplateSpec, *, max_output_bytes: int = 1 << 20) -> Prepa
                     "password",
                     where=f"{spec.where}.ref",
                 )
-            return text.encode("utf-8")
+            return _encode(text, f"{spec.where}.ref")
 
         return PreparedTemplate(spec, None, frozenset({location}), render_ref)
 
@@ -189,7 +205,14 @@ def prepare_one(spec: TemplateSpec, *, max_output_bytes: int = 1 << 20) -> Prepa
         )
 
         def render_ct(secrets: Mapping[SecretLocation, SecretVersion]) -> bytes:
-            out = ctmpl.render_ctmpl(ct, secrets).encode("utf-8")
+            # surrogateescape: ctmpl keeps base64Decode's non-UTF-8 bytes as lone surrogates
+            # (ctmpl/__init__.py); strict UTF-8 crashed on them (issue 10).
+            # env/mustEnv/envOrDefault see the commands' environment: no VAULT_TOKEN/BAO_TOKEN
+            # (KV2-INV-101); a template could otherwise write the token into a file (issue 10).
+            text = ctmpl.render_ctmpl(
+                ct, secrets, env=command_environment(), max_output_bytes=max_output_bytes
+            )
+            out = _encode(text, name, "surrogateescape")
             if len(out) > max_output_bytes:
                 raise RenderError(
                     f"output is larger than max_output_bytes ({max_output_bytes})", where=name
@@ -353,25 +376,35 @@ def run_command(command: tuple[str, ...] | str, *, timeout: float, where: str) -
     label = command if isinstance(command, str) else " ".join(command)
     started = time.monotonic()
     try:
-        completed = subprocess.run(  # noqa: S603 - the operator's own command
+        # Its own session, so that a timeout kills the whole group: a shell's children
+        # would otherwise outlive it and keep its output pipes open (KV2-AC-103).
+        proc = subprocess.Popen(  # noqa: S603 - the operator's own command
             command if shell else list(command),
             shell=shell,
             env=command_environment(),
             stdin=subprocess.DEVNULL,
-            timeout=timeout,
-            check=False,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired:
-        raise CommandError(f"command {label!r} timed out after {timeout:g}s", where=where) from None
     except OSError as exc:
         raise CommandError(
             f"command {label!r} could not start: {exc.strerror or exc}", where=where
         ) from None
-    if completed.returncode != 0:
-        raise CommandError(
-            f"command {label!r} exited with status {completed.returncode}", where=where
-        )
+    try:
+        returncode = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise CommandError(f"command {label!r} timed out after {timeout:g}s", where=where) from None
+    if returncode != 0:
+        raise CommandError(f"command {label!r} exited with status {returncode}", where=where)
     log.info("command %r ran for %s in %.2fs", label, where, time.monotonic() - started)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def run_changed_commands(results: Iterable[RenderResult]) -> tuple[CommandResult, ...]:

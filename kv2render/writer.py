@@ -184,9 +184,12 @@ def _new_file(directory: Path, name: str, data: bytes, perms: int, uid: int, gid
         try:
             _write_all(fd, data)
             os.fsync(fd)
+            # Mode first, while we still own the file: then handing it to another user
+            # needs only CAP_CHOWN, not CAP_FOWNER too. perms never carries set-id bits
+            # (config refuses them), so the chown cannot clear anything we set.
+            os.fchmod(fd, perms)
             if uid != -1 or gid != -1:
                 os.fchown(fd, uid, gid)
-            os.fchmod(fd, perms)  # after fchown, which may clear set-id bits
         finally:
             os.close(fd)
     except BaseException:

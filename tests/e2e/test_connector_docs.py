@@ -103,8 +103,8 @@ def test_the_pgpass_template_is_the_ready_one_with_its_reference() -> None:
 
 
 def test_the_unit_can_hand_files_to_the_connector() -> None:
-    """A template with `user:` needs CAP_CHOWN, and CAP_FOWNER to set the mode of a file it
-    no longer owns (writer.py fchowns, then fchmods); the unit runs the documented config."""
+    """A template with `user:` needs CAP_CHOWN only (writer.py sets the mode before the chown,
+    see tests/unit/test_writer.py); the unit runs the documented config."""
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str  # type: ignore[assignment,method-assign]
     unit.read_string((EXAMPLES / "kv2render.service").read_text())
@@ -113,7 +113,7 @@ def test_the_unit_can_hand_files_to_the_connector() -> None:
     tree = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     owners = {entry.get("user") for entry in tree["template"]}
     assert service["User"] not in owners  # the connector never sees the AppRole credentials
-    assert set(service["AmbientCapabilities"].split()) == {"CAP_CHOWN", "CAP_FOWNER"}
-    assert set(service["CapabilityBoundingSet"].split()) == {"CAP_CHOWN", "CAP_FOWNER"}
+    assert set(service["AmbientCapabilities"].split()) == {"CAP_CHOWN"}
+    assert set(service["CapabilityBoundingSet"].split()) == {"CAP_CHOWN"}
     assert all(Path(d).parent == Path("/run/kv2render") for d in destinations(tree))
     assert tree["auto_auth"]["method"]["config"]["remove_secret_id_file_after_reading"] is False

@@ -130,8 +130,8 @@ def test_os_calls_happen_in_the_safe_order(out_dir: Path, monkeypatch: pytest.Mo
         "open-temp",
         "write",
         "fsync",
-        "fchown",
         "fchmod",
+        "fchown",
         "replace",
         "open-dir",
         "fsync",
@@ -556,3 +556,38 @@ def test_destination_must_name_a_file(out_dir: Path) -> None:
     """A destination ending in '/' or '..' names no file."""
     with pytest.raises(WriteError, match="must name a file"):
         write_atomic(Path("/"), SECRET)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
+def test_handing_a_file_to_another_user_needs_only_cap_chown() -> None:
+    """KV2-AC-091: a non-root writer holding only CAP_CHOWN can give a 0600 file to another
+    user, because the mode is set while the file is still its own (then chown)."""
+    base = Path(tempfile.mkdtemp(prefix="kv2render-capchown-"))  # pytest's tmp is root-only
+    base.chmod(0o755)
+    out = base / "out"
+    out.mkdir()
+    os.chown(out, 65534, 65534)  # nobody's folder, as /run/kv2render is kv2render's
+    script = (
+        "import sys; from pathlib import Path; from kv2render.writer import write_atomic; "
+        f"write_atomic(Path({str(out / 'pw')!r}), b'x', perms=0o600, user=1, group=1)"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [
+            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+            "--inh-caps=+chown", "--ambient-caps=+chown", "--bounding-set=-all,+chown",
+            sys.executable, "-c", script,
+        ],
+        env={"PYTHONPATH": str(repo), "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    try:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        st = (out / "pw").stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1, 1, 0o600)
+    finally:
+        shutil.rmtree(base)
