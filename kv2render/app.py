@@ -65,9 +65,7 @@ def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
         login = getattr(active, "login", None)
         if callable(login):
             login()
-        report = runner.run_pass(
-            prepared, active, concurrency=cfg.template_config.concurrency
-        )
+        report = runner.run_pass(prepared, active, concurrency=cfg.template_config.concurrency)
     finally:
         if own:
             active.close()
@@ -103,7 +101,12 @@ def check(config_path: str, *, fmt: str = "text") -> int:
         )
     unique = {loc for item in prepared for loc in item.locations}
     logsetup.emit(
-        {"event": "check", "valid": True, "templates": len(prepared), "unique_secrets": len(unique)},
+        {
+            "event": "check",
+            "valid": True,
+            "templates": len(prepared),
+            "unique_secrets": len(unique),
+        },
         fmt,
         f"config OK: {len(prepared)} templates, {len(unique)} unique secrets, "
         f"auth {cfg.auth.type}, address {cfg.vault.address}",
@@ -114,7 +117,9 @@ def check(config_path: str, *, fmt: str = "text") -> int:
 def print_status(config_path: str, *, fmt: str = "text") -> int:
     cfg = load(config_path, require_credentials=False)
     if cfg.status_file is None:
-        raise ConfigError("no status file is configured", where="status_file", hint="set status_file")
+        raise ConfigError(
+            "no status file is configured", where="status_file", hint="set status_file"
+        )
     try:
         text = cfg.status_file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -133,7 +138,12 @@ def describe_file(path: Path) -> dict[str, Any]:
     """Metadata of a written file: size, mode, a short digest. Never its content."""
     st = path.lstat()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    return {"path": str(path), "bytes": st.st_size, "mode": f"{stat.S_IMODE(st.st_mode):04o}", "sha256": digest}
+    return {
+        "path": str(path),
+        "bytes": st.st_size,
+        "mode": f"{stat.S_IMODE(st.st_mode):04o}",
+        "sha256": digest,
+    }
 
 
 def _shown_dir(path: Path) -> str:

@@ -1,6 +1,7 @@
 """argv -> exit code. Logging set-up, sub-command dispatch. No logic of its own.
 
-    kv2render [--config PATH] [--once] [--log-level L] [--log-format F]   render (daemon unless --once)
+    kv2render [--config PATH] [--once] [--log-level L] [--log-format F]
+                                          render (a daemon unless --once)
     kv2render check --config PATH         validate offline; list what would be read
     kv2render status --config PATH        print the daemon's status file
     kv2render dev-server [...]            the embedded KV2 dev server (development and tests only)
@@ -64,10 +65,16 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     _common(parser)
     parser.add_argument(
-        "--once", action="store_true", help="render every template once and exit (deploy scripts, init containers)"
+        "--once",
+        action="store_true",
+        help="render every template once and exit (deploy scripts, init containers)",
     )
-    parser.add_argument("--address", metavar="URL", help="server address (overrides VAULT_ADDR and the file)")
-    parser.add_argument("--namespace", metavar="NS", help="namespace (overrides VAULT_NAMESPACE and the file)")
+    parser.add_argument(
+        "--address", metavar="URL", help="server address (overrides VAULT_ADDR and the file)"
+    )
+    parser.add_argument(
+        "--namespace", metavar="NS", help="namespace (overrides VAULT_NAMESPACE and the file)"
+    )
     parser.add_argument("--version", action="version", version=f"kv2render {__version__}")
     return parser
 
@@ -76,7 +83,9 @@ def _config_path(args: argparse.Namespace) -> str:
     path = args.config or os.environ.get("KV2RENDER_CONFIG")
     if not path:
         raise ConfigError(
-            "no config file given", where="--config", hint="pass --config PATH or set KV2RENDER_CONFIG"
+            "no config file given",
+            where="--config",
+            hint="pass --config PATH or set KV2RENDER_CONFIG",
         )
     return str(path)
 

@@ -21,7 +21,9 @@ _SCRUB_PREFIXES = ("VAULT_", "BAO_", "KV2RENDER_CONFIG", "NOTIFY_SOCKET", "WATCH
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _clean_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     for name in list(os.environ):
         if name.startswith(_SCRUB_PREFIXES):
             monkeypatch.delenv(name, raising=False)

@@ -39,7 +39,7 @@ def seeded(dev_server: DevServer) -> DevServer:
 
 
 def test_ref_writes_the_bare_value_0600(seeded: DevServer, workdir: Path) -> None:
-    """KV2-AC-090 KV2-AC-019 KV2-AC-110: ``ref:`` writes the selected value raw, no newline, mode 0600."""
+    """KV2-AC-090 KV2-AC-019 KV2-AC-110: ``ref:`` writes the value raw, no newline, 0600."""
     cfg = write_config(
         workdir,
         {
@@ -56,7 +56,9 @@ def test_ref_writes_the_bare_value_0600(seeded: DevServer, workdir: Path) -> Non
 
 
 def test_every_reference_form_and_function(seeded: DevServer, workdir: Path) -> None:
-    """KV2-AC-001 KV2-AC-004 KV2-AC-005 KV2-AC-006 KV2-AC-070 KV2-AC-071 KV2-AC-072 KV2-AC-074: vault+kv2, https API form, path form; kv2() and secret()."""
+    """KV2-AC-001 KV2-AC-004 KV2-AC-005 KV2-AC-006 KV2-AC-070 KV2-AC-071 KV2-AC-072 KV2-AC-074:
+    vault+kv2, https API form, path form; kv2() and secret().
+    """
     seeded.put("app/db", {"username": "app", "password": "v2-password"})  # version 2
     url = seeded.url
     contents = (
@@ -101,7 +103,9 @@ def test_source_is_resolved_against_the_config_directory(
 
 
 def test_unchanged_second_run_keeps_inode_and_mtime(seeded: DevServer, workdir: Path) -> None:
-    """KV2-AC-092 KV2-AC-100: identical bytes mean no write: inode and mtime unchanged, command not run."""
+    """KV2-AC-092 KV2-AC-100: identical bytes mean no write: inode and mtime unchanged, command not
+    run.
+    """
     marker = workdir / "ran"
     cfg = write_config(
         workdir,
@@ -193,7 +197,9 @@ def _two_templates(workdir: Path, failing: dict[str, Any]) -> Path:
 def test_failure_leaves_old_file_and_others_render(
     seeded: DevServer, workdir: Path, failing: dict[str, Any], code: int, words: str
 ) -> None:
-    """KV2-AC-021 KV2-AC-058 KV2-AC-077 KV2-AC-099: a failing template keeps its file; the others still render."""
+    """KV2-AC-021 KV2-AC-058 KV2-AC-077 KV2-AC-099: a failing template keeps its file; the
+    others still render.
+    """
     cfg = _two_templates(workdir, failing)
     result = run_cli(["--config", str(cfg), "--once"], token_env(seeded))
     assert result.code == code, result.text
@@ -325,7 +331,9 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
 def test_config_errors_exit_2_and_write_nothing(
     dev_server: DevServer, workdir: Path, label: str, tree: dict[str, Any], words: str
 ) -> None:
-    """KV2-AC-112 KV2-AC-031 KV2-AC-032 KV2-AC-009 KV2-AC-010 KV2-AC-011 KV2-AC-036 KV2-AC-078 KV2-AC-079 KV2-AC-035: every config/usage error exits 2 naming the place."""
+    """KV2-AC-112 KV2-AC-031 KV2-AC-032 KV2-AC-009 KV2-AC-010 KV2-AC-011 KV2-AC-036 KV2-AC-078
+    KV2-AC-079 KV2-AC-035: every config/usage error exits 2 naming the place.
+    """
     cfg = write_config(workdir, tree)
     before = set(workdir.iterdir())
     result = run_cli(["--config", str(cfg), "--once"], token_env(dev_server))
@@ -401,7 +409,9 @@ def test_check_reports_invalid_template_with_line(workdir: Path) -> None:
 
 
 def test_subprocess_once_with_bao_variables(seeded: DevServer, workdir: Path) -> None:
-    """KV2-AC-033 KV2-AC-039 KV2-AC-115: BAO_ADDR/BAO_TOKEN are read before VAULT_*; the real entry point works."""
+    """KV2-AC-033 KV2-AC-039 KV2-AC-115: BAO_ADDR/BAO_TOKEN are read before VAULT_*; the real entry
+    point works.
+    """
     cfg = write_config(
         workdir,
         {"template": [{"ref": "vault+kv2:///secret/data/app/db#username", "destination": "u"}]},
