@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 from kv2render.config_values import Section, kind_of
-from kv2render.errors import ConfigError, WriteError
+from kv2render.errors import ConfigError
 
 __all__ = [
     "AgentTree",
@@ -50,8 +50,6 @@ __all__ = [
     "convert_config",
     "is_agent_config",
     "normalize",
-    "remove_pid_file",
-    "write_pid_file",
 ]
 
 # The config stage's logger: users filter on one name whichever module speaks.
@@ -389,32 +387,3 @@ def _to_yaml(converted: AgentTree, path: Path) -> str:
         else:
             lines.extend(_dump({key: value}).splitlines())
     return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------------------------
-# pid_file (Vault Agent's storePidFile / removePidFile)
-
-
-def write_pid_file(path: Path | None) -> None:
-    """Write this process's id to ``path`` (no newline, mode 0600), as Vault Agent does after
-    start-up (KV2-AC-270). Atomic: a reader never sees an empty pid file. Raises WriteError;
-    Vault Agent refuses to start when it cannot store the pid, so should the caller."""
-    if path is None:
-        return
-    from kv2render.writer import write_atomic
-
-    write_atomic(path, str(os.getpid()).encode("ascii"), perms=0o600)
-    log.debug("pid file %s written", path)
-
-
-def remove_pid_file(path: Path | None) -> None:
-    """Remove ``path`` at exit when it still holds this process's id (another instance may
-    have taken it over since); never raises."""
-    if path is None:
-        return
-    try:
-        if path.read_text(encoding="ascii").strip() != str(os.getpid()):
-            return
-        path.unlink()
-    except (OSError, UnicodeDecodeError, WriteError) as exc:
-        log.debug("pid file %s not removed: %s", path, type(exc).__name__)

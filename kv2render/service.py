@@ -160,8 +160,6 @@ def run(
     lock = InstanceLock(lock_path(cfg.status_file, [t.destination for t in cfg.templates]))
     lock.acquire()
     pid_file = PidFile(cfg.pid_file)
-    pid_file.write()
-    _cleanup_temp_files(cfg)
     watcher = Watcher(ticks.put)
     path = Path(os.path.abspath(config_path)) if config_path is not None else None
 
@@ -169,6 +167,8 @@ def run(
         return config_mod.load(path, overrides=dict(overrides or {}))
 
     try:
+        pid_file.write()  # a WriteError stops the start, as in Vault Agent
+        _cleanup_temp_files(cfg)
         daemon = Daemon(
             cfg,
             store_factory=lambda c: open_daemon_store(c, stop),

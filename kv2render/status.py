@@ -202,13 +202,17 @@ def _read_pid(fd: int) -> int | None:
 
 
 class PidFile:
-    """``pid_file``: written at start through the writer, removed at exit when still ours."""
+    """``pid_file``: this process's id, as Vault Agent writes it (no newline, mode 0600),
+    written at start through the writer and removed at exit while it is still ours
+    (another instance may have taken it over). KV2-AC-270."""
 
     def __init__(self, path: Path | None, *, write: Writer | None = None) -> None:
         self.path = path
         self._write = write
 
     def write(self) -> None:
+        """Raise WriteError when it cannot be written: like Vault Agent, refuse to start
+        rather than run unsupervisable."""
         if self.path is None:
             return
         write = self._write
@@ -216,10 +220,8 @@ class PidFile:
             from kv2render.writer import write_atomic
 
             write = write_atomic
-        try:
-            write(self.path, f"{os.getpid()}\n".encode(), perms=0o644)
-        except (Kv2RenderError, OSError) as exc:
-            log.error("pid file %s not written: %s", self.path, exc)
+        write(self.path, str(os.getpid()).encode("ascii"), perms=0o600)
+        log.debug("pid file %s written", self.path)
 
     def remove(self) -> None:
         if self.path is None:

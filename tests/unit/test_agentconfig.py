@@ -15,7 +15,8 @@ import yaml
 
 from kv2render import agentconfig
 from kv2render.config import Config, load
-from kv2render.errors import ConfigError
+from kv2render.errors import ConfigError, WriteError
+from kv2render.status import PidFile
 
 ADDR = "https://vault.example:8200"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "vault-agent"
@@ -442,16 +443,16 @@ def test_convert_config_refuses_inline_credentials(workdir: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# pid_file helpers
+# pid_file (status.PidFile, shared by --once and the daemon)
 
 
 def test_pid_file_is_written_0600_and_removed(workdir: Path) -> None:
     """KV2-AC-270: the pid (as Vault Agent writes it, no newline), 0600; removed at exit."""
     path = workdir / "agent.pid"
-    agentconfig.write_pid_file(path)
+    PidFile(path).write()
     assert path.read_text() == str(os.getpid())
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    agentconfig.remove_pid_file(path)
+    PidFile(path).remove()
     assert not path.exists()
 
 
@@ -459,8 +460,14 @@ def test_pid_file_of_another_process_is_left_alone(workdir: Path) -> None:
     """KV2-AC-270: a pid file another instance took over is not removed."""
     path = workdir / "agent.pid"
     path.write_text("1")
-    agentconfig.remove_pid_file(path)
+    PidFile(path).remove()
     assert path.read_text() == "1"
-    agentconfig.remove_pid_file(workdir / "absent.pid")  # no error
-    agentconfig.write_pid_file(None)
-    agentconfig.remove_pid_file(None)
+    PidFile(workdir / "absent.pid").remove()  # no error
+    PidFile(None).write()
+    PidFile(None).remove()
+
+
+def test_unwritable_pid_file_refuses_to_start(workdir: Path) -> None:
+    """KV2-AC-270: as Vault Agent, a pid file that cannot be written stops the start."""
+    with pytest.raises(WriteError):
+        PidFile(workdir / "missing-dir" / "agent.pid").write()
