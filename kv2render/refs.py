@@ -566,6 +566,9 @@ def value_to_text(value: Any) -> str:
     """A selected value as output text: a string raw, anything else compact JSON."""
     if isinstance(value, str):
         return value
+    text = getattr(value, "json_text", None)  # a number as the server wrote it (jsonnum)
+    if isinstance(text, str) and not isinstance(value, bool):
+        return text
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):

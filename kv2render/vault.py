@@ -20,7 +20,6 @@ comes from VaultSettings, which config.load() resolved once.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import ssl
@@ -34,6 +33,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from kv2render import jsonnum
 from kv2render.auth import Authenticator, build_authenticator
 from kv2render.config import Config, VaultSettings
 from kv2render.errors import (
@@ -251,9 +251,12 @@ def _json_body(resp: requests.Response) -> tuple[Any, str | None]:
         shown = ctype[:60] if ctype else "missing"
         return None, f"the response Content-Type is {shown!r}, not application/json"
     try:
-        return json.loads(resp.content), None
+        # Numbers keep their text (jsonnum), as Vault's own client decodes them.
+        return jsonnum.loads(resp.content), None
     except ValueError:
         return None, "the response body is not valid JSON"
+    except RecursionError:
+        return None, "the response body nests JSON too deeply"
 
 
 def _retry_after(resp: requests.Response) -> float | None:
@@ -827,8 +830,29 @@ def _secret_version(where: str, location: SecretLocation, body: Mapping[str, Any
             f"asked for version {location.version}, the server answered version {version}",
             where=where,
         )
+    if not _valid_text(values):
+        # A lone surrogate (JSON "\ud800") decodes in Python but cannot be written out.
+        raise BadResponseError("data.data holds text that is not valid Unicode", where=where)
     log.debug("read %s: version %d", where, version)
     return SecretVersion(location, version, dict(values), dict(metadata))
+
+
+def _valid_text(value: Any) -> bool:
+    """True when every string (keys included) in a decoded JSON value encodes as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def open_store(

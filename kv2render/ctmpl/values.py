@@ -118,7 +118,9 @@ def from_json(value: Any) -> Any:
     if isinstance(value, str):
         return value
     if isinstance(value, int | float):
-        return JsonNumber(go_number_text(value))
+        # The store keeps the server's text (jsonnum): 1.50 stays 1.50, as with UseNumber.
+        text = getattr(value, "json_text", None)
+        return JsonNumber(text if isinstance(text, str) else go_number_text(value))
     if isinstance(value, Mapping):
         return {str(k): from_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -10,6 +10,8 @@ exactly, which hvac compares with ``==`` before it parses ``errors``.
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,9 +82,26 @@ def sort_keys(obj: Any) -> Any:
     return obj
 
 
+def _mark_numbers(obj: Any, mark: str) -> Any:
+    text = getattr(obj, "json_text", None)
+    if isinstance(text, str) and not isinstance(obj, bool):
+        return f"{mark}{text}{mark}"
+    if isinstance(obj, dict):
+        return {k: _mark_numbers(v, mark) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_mark_numbers(v, mark) for v in obj]
+    return obj
+
+
 def encode(obj: Any, newline: bool = True) -> bytes:
     """Go json.Marshal/Encoder bytes: compact, UTF-8, HTML-safe escapes."""
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    # A number stored from a request keeps the text it was written with (Vault stores
+    # json.Number): each is encoded as a placeholder string holding a fresh random mark,
+    # which no stored string can contain, then put back as the bare literal.
+    mark = "N" + secrets.token_hex(8)
+    text = json.dumps(_mark_numbers(obj, mark), separators=(",", ":"), ensure_ascii=False)
+    if mark in text:
+        text = re.sub(f'"{mark}([-+.eE0-9]+){mark}"', lambda m: m.group(1), text)
     # Those characters can only occur inside JSON strings, so a global replace is
     # exactly Go's HTMLEscape behaviour.
     text = (

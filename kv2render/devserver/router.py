@@ -8,10 +8,10 @@ backend. The ovh flavour has its own, smaller front door (§8).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from kv2render import jsonnum
 from kv2render.devserver import endpoints, sysapi
 from kv2render.devserver.auth import Token
 from kv2render.devserver.kv import KvV1, KvV2
@@ -79,8 +79,9 @@ def parse_body(req: Request) -> dict[str, Any]:
     if not req.body.strip():
         return {}
     try:
-        value = json.loads(req.body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # Numbers keep their text, as Vault's jsonutil (UseNumber) stores them.
+        value = jsonnum.loads(req.body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, f"failed to parse JSON input: {exc}") from exc
     if not isinstance(value, dict):
         kind = type(value).__name__

@@ -430,3 +430,37 @@ def test_subprocess_once_with_bao_variables(seeded: DevServer, workdir: Path) ->
     for line in result.err.splitlines():
         assert isinstance(json.loads(line), dict)
     assert os.access(workdir / "u", os.R_OK)
+
+
+def test_numbers_keep_the_text_the_server_stored(dev_server: DevServer, workdir: Path) -> None:
+    """KV2-AC-258 KV2-AC-020: 1.50 and 1e3 print as stored, as Vault Agent prints them
+    (its client decodes with UseNumber), through the real server path."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(dev_server.url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port)
+    body = b'{"data": {"price": 1.50, "big": 1e3, "port": 5432}}'
+    headers = {"X-Vault-Token": dev_server.root_token, "Content-Type": "application/json"}
+    conn.request("POST", "/v1/secret/data/app/nums", body=body, headers=headers)
+    assert conn.getresponse().status == 200
+    conn.close()
+    cfg = write_config(
+        workdir,
+        {
+            "template": [
+                {
+                    "contents": '{{ with secret "secret/data/app/nums" }}'
+                    "{{ .Data.data.price }} {{ .Data.data.big }} {{ .Data.data.port }}"
+                    "{{ end }}",
+                    "syntax": "consul-template",
+                    "destination": "ct.txt",
+                },
+                {"ref": "vault+kv2:///secret/data/app/nums#price", "destination": "price"},
+            ]
+        },
+    )
+    result = run_cli(["--config", str(cfg), "--once"], token_env(dev_server))
+    assert result.code == 0, result.text
+    assert (workdir / "ct.txt").read_text() == "1.50 1e3 5432"
+    assert (workdir / "price").read_text() == "1.50"
