@@ -35,7 +35,7 @@ def open_store(cfg: Config) -> Any:
 
 def warn_transport(cfg: Config) -> None:
     if cfg.vault.tls_skip_verify:
-        # KV2-INV-191: said on every start, never the default.
+        # KV2-INV-190: said on every start, never the default.
         log.warning(
             "vault.tls_skip_verify is on: the server's TLS certificate is NOT verified; "
             "anyone on the path can read the secrets and the token"
@@ -88,7 +88,7 @@ def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
 
 
 def check(config_path: str, *, fmt: str = "text") -> int:
-    """``kv2render check``: validate offline and list what would be read (KV2-AC-115)."""
+    """``kv2render check``: validate offline and list what would be read (KV2-AC-113)."""
     cfg = load(config_path, require_credentials=False)
     prepared = runner.prepare(cfg)
     for item in prepared:

@@ -175,7 +175,7 @@ def _heredocs(node: Any) -> Any:
     """Heredoc strings as Vault Agent's HCL parser reads them.
 
     python-hcl2 drops a heredoc's final newline unless asked to keep the raw text; HCL keeps
-    it (``<<EOT\nx\nEOT`` is ``"x\n"``), and a template's bytes depend on it (KV2-AC-263).
+    it (``<<EOT\nx\nEOT`` is ``"x\n"``), and a template's bytes depend on it (KV2-INV-256).
     ``<<-`` also strips the lines' common leading whitespace."""
     if isinstance(node, dict):
         return {key: _heredocs(value) for key, value in node.items()}

@@ -2,7 +2,7 @@
 
 Only ``cli.py`` calls :func:`configure`; every other module just uses
 ``logging.getLogger(__name__)`` (STYLE.md convention 10). Log records carry
-metadata only (KV2-INV-110); this module adds no content of its own beyond the
+metadata only (KV2-INV-001); this module adds no content of its own beyond the
 record's message and the whitelisted ``extra`` fields.
 """
 

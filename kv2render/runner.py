@@ -6,15 +6,16 @@ The pass is the unit both ``--once`` and the daemon run (consul-template's
 1. every template was compiled up front (:func:`prepare`), so the set of
    secrets it needs is known before anything is read (KV2-INV-071);
 2. each unique :class:`SecretLocation` is read once, concurrently, in a small
-   bounded pool (KV2-INV-072);
+   bounded pool (KV2-INV-052);
 3. each template whose secrets all arrived is rendered in memory;
 4. its bytes go through :func:`writer.write_atomic`, which writes nothing when
-   they are unchanged (KV2-INV-091);
+   they are unchanged (KV2-INV-093);
 5. after all writes, each distinct command of a template that changed runs once
-   (KV2-INV-100).
+   (KV2-INV-096).
 
 A failure in one template leaves its destination untouched and does not stop
-the others (KV2-FC-090); the pass reports every outcome in a :class:`PassReport`.
+the others (KV2-INV-094, KV2-INV-111); the pass reports every outcome in a
+:class:`PassReport`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from kv2render.vault import SecretStore, SecretVersion
 
 log = logging.getLogger(__name__)
 
-# Names a command's environment never inherits (KV2-INV-101): any credential
+# Names a command's environment never inherits (KV2-INV-096): any credential
 # kv2render was given through the environment, and hvac's own fallbacks.
 _COMMAND_ENV_DENY_PREFIXES = ("VAULT_", "BAO_", "KV2RENDER_LIVE_")
 _COMMAND_ENV_ALLOW = frozenset(
@@ -106,7 +107,7 @@ class PassReport:
     def exit_code(self) -> int:
         """0 when every template rendered; else the first failure's code in config order.
 
-        A failed command counts after the render failures (KV2-FC-111).
+        A failed command counts after the render failures (KV2-INV-111).
         """
         for result in self.results:
             if result.error is not None:
@@ -181,7 +182,7 @@ def prepare_one(spec: TemplateSpec, *, max_output_bytes: int = 1 << 20) -> Prepa
         def render_ref(secrets: Mapping[SecretLocation, SecretVersion]) -> bytes:
             text = value_to_text(ref.select(secrets[location].data))
             if text == "":
-                # The connector refuses an empty password (KV2-FC-003).
+                # The connector refuses an empty password (KV2-FC-009).
                 raise RenderError(
                     f"the value selected by {ref} is empty; the consumer would read an empty "
                     "password",
@@ -361,7 +362,7 @@ def log_result(result: RenderResult) -> None:
 
 
 def command_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a command runs with: kv2render's own, minus credentials (KV2-INV-101)."""
+    """The environment a command runs with: kv2render's own, minus credentials (KV2-INV-096)."""
     source = os.environ if base is None else base
     return {
         name: value

@@ -332,7 +332,7 @@ class HvacSecretStore:
 
         verify = not settings.tls_skip_verify
         if settings.tls_skip_verify:
-            # app.warn_transport logs the warning once per start (KV2-INV-191); urllib3
+            # app.warn_transport logs the warning once per start (KV2-INV-190); urllib3
             # would otherwise warn on every request (an error under filterwarnings=error).
             import urllib3
 

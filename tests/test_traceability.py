@@ -3,7 +3,8 @@
 A rule is *defined* by a markdown line ``- **KV2-AC-001** text``; its block is that line and
 the following lines that are blank or indented. A block line ``  planned: <issue title>`` marks
 the rule as not built yet. A rule is *cited* when its ID appears anywhere in a test source
-(``tests/**/*.py``, this file excluded so that it cannot satisfy itself).
+(``tests/**/*.py``, this file excluded so that it cannot satisfy itself). Package code
+(``kv2render/**/*.py``) may cite rules in comments and docstrings too, but only rules that exist.
 
 Run ``python tests/test_traceability.py`` to print the ID -> test-file mapping as markdown rows
 for docs/spec/traceability.md.
@@ -24,6 +25,7 @@ SPEC_DIR = ROOT / "docs" / "spec"
 MAIN_SPEC = SPEC_DIR / "kv2render.md"
 TRACEABILITY = SPEC_DIR / "traceability.md"
 TESTS_DIR = ROOT / "tests"
+PACKAGE_DIR = ROOT / "kv2render"
 THIS_FILE = Path(__file__).resolve()
 
 ID_RE = re.compile(r"KV2-(?:INV|FC|NFR|AC)-\d{3}")
@@ -237,6 +239,27 @@ def test_tests_cite_only_defined_ids() -> None:
     unknown = {i: files for i, files in cited_ids().items() if i not in defined}
     assert not unknown, "tests cite IDs that docs/spec does not define:\n" + "\n".join(
         f"{i}: {', '.join(files)}" for i, files in sorted(unknown.items())
+    )
+
+
+@cache
+def package_citations() -> dict[str, list[str]]:
+    """ID -> `file:line` places in the package code (comments and docstrings) that cite it."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for lineno, line in enumerate(text.splitlines(), 1):
+            for rule_id in ID_RE.findall(line):
+                found[rule_id].append(f"{_rel(path)}:{lineno}")
+    return dict(found)
+
+
+def test_package_code_cites_only_defined_ids() -> None:
+    """Comments say why by citing a rule (STYLE.md 15); the rule they cite must exist."""
+    defined = parse_spec().rules
+    unknown = {i: places for i, places in package_citations().items() if i not in defined}
+    assert not unknown, "kv2render/ cites IDs that docs/spec does not define:\n" + "\n".join(
+        f"{i}: {', '.join(places)}" for i, places in sorted(unknown.items())
     )
 
 

@@ -49,6 +49,16 @@ def rejected(text: str, *, allow_path_form: bool = False) -> str:
             SecretRef("secret", "app/db", key="password"),
         ),
         ("vault+kv2:///secret/app/db", SecretRef("secret", "app/db")),
+        # the exact spellings of KV2-AC-001, KV2-AC-003, KV2-AC-004 and KV2-AC-006
+        ("vault+kv2:///secret/app/db#password", SecretRef("secret", "app/db", key="password")),
+        ("vault+kv2:///kv/app/db", SecretRef("kv", "app/db")),
+        ("vault+kv2:///secret/app/db?version=3", SecretRef("secret", "app/db", 3)),
+        (
+            "https://vault.example:8200/v1/secret/data/app/db?version=2#password",
+            SecretRef(
+                "secret", "app/db", 2, key="password", host="vault.example:8200", form="https"
+            ),
+        ),
         (
             "vault+kv2:///team/kv/data/app/db",
             SecretRef("team/kv", "app/db"),
@@ -91,7 +101,9 @@ def rejected(text: str, *, allow_path_form: bool = False) -> str:
     ],
 )
 def test_accepted_url_forms(text: str, expected: SecretRef) -> None:
-    """KV2-AC-001..004, KV2-AC-006, KV2-AC-007, KV2-INV-004: each spelling parses to one ref."""
+    """KV2-AC-001, KV2-AC-002, KV2-AC-003, KV2-AC-004, KV2-AC-006, KV2-AC-007, KV2-AC-023,
+    KV2-INV-004, KV2-INV-009: each spelling parses to one ref (scheme and host in any case,
+    `http://` kept, leading zeros in the version dropped)."""
     assert parse_ref(text) == expected
     assert parse_ref(text, allow_path_form=True) == expected
 
@@ -172,11 +184,13 @@ def test_percent_decoding_happens_exactly_once() -> None:
         ("vault+kv2:///kv/data/x?version=0", "positive integer"),
         ("vault+kv2:///kv/data/x?version=-1", "positive integer"),
         ("vault+kv2:///kv/data/x?version=1.5", "positive integer"),
+        ("vault+kv2:///kv/data/x?version=x", "positive integer"),
         ("vault+kv2:///kv/data/x?version=", "positive integer"),
         ("vault+kv2:///kv/data/x?version", "positive integer"),
         ("vault+kv2:///kv/data/x?version=" + "9" * 40, "positive integer"),
         ("vault+kv2:///kv/data/x?version=1&version=2", "more than once"),
         ("vault+kv2:///kv/data/x?list=true", "unknown query parameter 'list'"),
+        ("vault+kv2:///kv/data/x?foo=1", "unknown query parameter 'foo'"),
         ("vault+kv2:///kv/data/x?", "empty query"),
         ("vault+kv2:///kv/data/x#", "empty fragment"),
         ("vault+kv2:///kv/data/x#/a~2b", "'~' must be followed by 0 or 1"),
@@ -192,7 +206,9 @@ def test_percent_decoding_happens_exactly_once() -> None:
     ],
 )
 def test_rejected_with_reason_and_accepted_forms(text: str, reason: str) -> None:
-    """KV2-FC-001..007, KV2-AC-009..013, KV2-AC-015: each rejection says why, lists the forms."""
+    """KV2-FC-001, KV2-FC-002, KV2-FC-003, KV2-FC-004, KV2-FC-005, KV2-FC-006, KV2-FC-007,
+    KV2-AC-009, KV2-AC-010, KV2-AC-011, KV2-AC-012, KV2-AC-013, KV2-AC-015, KV2-INV-010: each
+    rejection says why and lists the accepted forms."""
     message = rejected(text)
     assert reason in message
     assert message.startswith("template[0].ref: ")
@@ -212,7 +228,8 @@ def test_rejected_with_reason_and_accepted_forms(text: str, reason: str) -> None
     ],
 )
 def test_path_form_rejections(text: str, reason: str) -> None:
-    """KV2-AC-008, KV2-FC-005: the template path form has its own, named, rejections."""
+    """KV2-AC-008, KV2-AC-025, KV2-FC-005, KV2-FC-010: the template path form has its own,
+    named, rejections (no leading '/', no #fragment)."""
     message = rejected(text, allow_path_form=True)
     assert reason in message
     assert "MOUNT/data/PATH[?version=N]" in message
@@ -225,7 +242,8 @@ def test_azure_message_names_azure_key_vault() -> None:
 
 
 def test_userinfo_is_refused_and_masked() -> None:
-    """KV2-AC-017, KV2-INV-006, KV2-INV-001: userinfo is refused and never echoed."""
+    """KV2-AC-017, KV2-AC-024, KV2-INV-006, KV2-INV-010, KV2-INV-001: userinfo is refused
+    and never echoed (masked as ***@host)."""
     message = rejected("vault+kv2://admin:S3NTINEL-pw@vault.example/kv/data/x")
     assert "user information" in message
     assert "S3NTINEL" not in message
@@ -235,7 +253,7 @@ def test_userinfo_is_refused_and_masked() -> None:
 
 
 def test_long_input_is_truncated_in_messages() -> None:
-    """A huge reference is echoed to about 200 characters, not in full."""
+    """KV2-AC-024, KV2-INV-010: a huge reference is echoed to about 200 characters."""
     message = rejected("vault+kv2:///kv/data/" + "x" * 5000 + "/../y")
     assert len(message) < 700
     assert "..." in message
@@ -275,7 +293,8 @@ def test_reference_errors_are_config_errors_with_exit_2() -> None:
     ],
 )
 def test_format_is_canonical(text: str, canonical: str) -> None:
-    """KV2-INV-003: format_ref writes one canonical text per reference, in its own form."""
+    """KV2-INV-003, KV2-INV-009, KV2-AC-023: format_ref writes one canonical text per
+    reference, in its own form (lower-case scheme and host, no leading zeros)."""
     ref = parse_ref(text)
     assert format_ref(ref) == canonical
     assert str(ref) == canonical
@@ -299,7 +318,11 @@ def test_path_form_with_a_selection_formats_as_vault_kv2() -> None:
 
 
 def test_location_is_the_read_identity() -> None:
-    """KV2-AC-004: references differing only in key or spelling share one read location."""
+    """KV2-AC-004: `?version=N` pins; references differing only in key or spelling share one
+    read location."""
+    assert str(parse_ref("vault+kv2:///secret/app/db?version=3").location) == (
+        "secret/app/db?version=3"
+    )
     a = parse_ref("vault+kv2:///kv/data/app#user")
     b = parse_ref("https://h/v1/kv/data/app#password")
     c = parse_ref("kv/app", allow_path_form=True)
@@ -465,9 +488,11 @@ def test_value_to_text(value: Any, text: str) -> None:
 
 
 def test_value_to_text_refuses_non_json() -> None:
-    """NaN (which Python's json accepts from a server) is a render error, not 'NaN'."""
-    with pytest.raises(RenderError):
-        value_to_text(float("nan"))
+    """KV2-AC-026, KV2-FC-011: NaN (Python's json accepts it from a server) is a render
+    error, never the text 'NaN'."""
+    for number in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(RenderError):
+            value_to_text(number)
     with pytest.raises(RenderError):
         value_to_text({"a": object()})
 
