@@ -57,12 +57,14 @@ def _is_loopback(address: str) -> bool:
 
 def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
     """``kv2render --once``: one pass over every template; the pass's exit code."""
-    from kv2render.status import PidFile
-
     prepared = runner.prepare(cfg)
     warn_transport(cfg)
-    pid_file = PidFile(cfg.pid_file)
-    pid_file.write()
+    pid_file = None
+    if cfg.pid_file is not None:
+        from kv2render.status import PidFile
+
+        pid_file = PidFile(cfg.pid_file)
+        pid_file.write()
     own = store is None
     active = open_store(cfg) if store is None else store
     try:
@@ -73,7 +75,8 @@ def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
     finally:
         if own:
             active.close()
-        pid_file.remove()
+        if pid_file is not None:
+            pid_file.remove()
     written = sum(1 for r in report.results if r.did_write)
     failed = len(report.failed)
     log.info(

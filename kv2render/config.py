@@ -162,7 +162,6 @@ def load(
     BAO_TOKEN/VAULT_TOKEN, ``auth.env_token`` is left ``None`` instead of failing.
     """
     # Imported here: these stages import the dataclasses above (no import cycle).
-    from kv2render import agentconfig
     from kv2render.config_build import build
     from kv2render.config_sources import (
         apply_env,
@@ -184,9 +183,17 @@ def load(
             f"the top level must be a mapping, got {kind_of(tree)}",
             where=str(config_path or "config"),
         )
-    agent = None if config_path is None else agentconfig.agent_reason(config_path, tree)
+    agent = None
+    if config_path is not None and config_path.suffix.lower() in (".hcl", ".json"):
+        # Only HCL and JSON files can be Vault Agent configs; YAML never is, and --once
+        # with a YAML config does not pay for importing agentconfig (KV2-NFR-230).
+        from kv2render import agentconfig
+
+        agent = agentconfig.agent_reason(config_path, tree)
     tree = unwrap_blocks(tree)
     if config_path is not None and agent is not None:
+        from kv2render import agentconfig
+
         # KV2-AC-263: a Vault Agent config becomes a kv2render tree with the agent's defaults.
         converted = agentconfig.normalize(tree, config_path, reason=agent)
         tree = converted.tree

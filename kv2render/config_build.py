@@ -5,7 +5,6 @@ dataclasses of ``config.py`` (KV2-INV-030). Split out of ``config.py``; imported
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -225,7 +224,7 @@ def _method(raw: Any, vault: VaultSettings, base: Path) -> AuthSettings:
         )
     kind = as_str(sec.get("type"), sec.at("type"))
     if kind not in _METHOD_CONFIG:
-        close = difflib.get_close_matches(kind, _METHOD_CONFIG, n=1)
+        close = _close_matches(kind, _METHOD_CONFIG, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(
             f"auth method '{kind}' is not supported",
@@ -398,3 +397,10 @@ def _syntax(sec: Section, source: Path | None) -> Literal["jinja2", "consul-temp
             f"must be 'jinja2' or 'consul-template', got {show(value)}", where=sec.at("syntax")
         )
     return cast(Literal["jinja2", "consul-template"], value)
+
+
+def _close_matches(word: str, possibilities: Any, n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """difflib's suggestions, imported only when a key or value is wrong."""
+    import difflib
+
+    return difflib.get_close_matches(word, possibilities, n=n, cutoff=cutoff)

@@ -7,7 +7,6 @@ Split out of ``config.py``; nothing here reads files or the environment.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -102,7 +101,7 @@ class Section:
 def unknown_key(where: str, key: str, allowed: tuple[str, ...]) -> ConfigError:
     if key in UNSUPPORTED:
         return ConfigError("not supported by kv2render", where=where, hint=UNSUPPORTED[key])
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    close = _close_matches(key, allowed, n=1, cutoff=0.6)
     hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(allowed)}"
     return ConfigError("unknown key", where=where, hint=hint)
 
@@ -251,3 +250,10 @@ def show(value: Any) -> str:
     """A short repr for messages; only used on values that are not credentials."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _close_matches(word: str, possibilities: Any, n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """difflib's suggestions, imported only when a key or value is wrong."""
+    import difflib
+
+    return difflib.get_close_matches(word, possibilities, n=n, cutoff=cutoff)

@@ -547,23 +547,15 @@ class Daemon:
         self, todo: list[_Template], errors: Mapping[SecretLocation, Kv2RenderError], now: float
     ) -> None:
         results: list[tuple[_Template, RenderResult]] = []
+        ready = [t for t in todo if not any(loc in errors for loc in t.item.locations)]
+        rendered = dict(zip(map(id, ready), self._render_ready(ready), strict=True))
         for t in todo:
             spec = t.item.spec
             failed = [errors[loc] for loc in sorted(t.item.locations) if loc in errors]
             if failed:
                 result = RenderResult(spec, versions=dict(t.versions), error=failed[0])
             else:
-                secrets = {loc: self._cache[loc] for loc in t.item.locations}
-                try:
-                    result = runner.render_template(t.item, secrets, write=self._write)
-                except Exception as exc:  # a bug, not the user's fault: keep the others going
-                    log.debug("render crashed", exc_info=True)
-                    result = RenderResult(
-                        spec,
-                        error=Kv2RenderError(
-                            f"internal error {type(exc).__name__}", where=spec.where
-                        ),
-                    )
+                result = rendered[id(t)]
             runner.log_result(result)
             self._record(t, result, now)
             results.append((t, result))
@@ -578,6 +570,13 @@ class Daemon:
                 for index in command.templates:
                     if index in by_index:
                         by_index[index].command_error = command.error
+
+    def _render_ready(self, ready: list[_Template]) -> list[RenderResult]:
+        """Render and write concurrently (runner.render_all); a crash is one template's."""
+        jobs = [(t.item, {loc: self._cache[loc] for loc in t.item.locations}) for t in ready]
+        return runner.render_all(
+            jobs, concurrency=self.cfg.template_config.concurrency, write=self._write
+        )
 
     def _record(self, t: _Template, result: RenderResult, now: float) -> None:
         t.dirty = False

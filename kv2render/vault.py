@@ -341,9 +341,18 @@ class HvacSecretStore:
         # No ~/.netrc credentials, REQUESTS_CA_BUNDLE or proxy variables: config.load()
         # resolved the environment once (STYLE convention 2).
         session.trust_env = False
-        adapter = _tls_adapter_class()(
-            _ssl_context(settings), settings.tls_server_name, max(1, pool_size)
-        )
+        adapter: requests.adapters.HTTPAdapter
+        if settings.address.lower().startswith("https://"):
+            adapter = _tls_adapter_class()(
+                _ssl_context(settings), settings.tls_server_name, max(1, pool_size)
+            )
+        else:
+            # Plain http (a loopback dev server, a local agent): no SSL context to build,
+            # which is ~20 ms of every --once (benchmarks/run.py). Redirects are never
+            # followed, so nothing can move the session to https.
+            from requests.adapters import HTTPAdapter
+
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, pool_size), max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         # hvac quirk (§6.1): a session's truthy verify/cert replaces the verify=/cert=
