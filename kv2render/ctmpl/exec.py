@@ -24,6 +24,9 @@ from kv2render.ctmpl.values import (
 
 MISSING = object()  # Go's missingVal: "no final value from a previous pipeline stage"
 MAX_DEPTH = 100000
+# Departure from Go (issue 10, KV2-AC-285): nodes walked + functions called per render, the
+# same budget as the Jinja2 sandbox's MAX_STEPS; Go would loop until the process is killed.
+MAX_STEPS = 1_000_000
 
 _STRUCT_FIELDS = {
     "*dependency.SecretAuth": (
@@ -70,6 +73,25 @@ class State:
         self.node: Any = None
         self.out: list[str] = []
         self.depth = 0
+        self.steps = 0
+        self.size = 0  # characters written so far (a lower bound of the UTF-8 bytes)
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            error = self.error(
+                f"stopped after {MAX_STEPS} steps (loop iterations, template calls and "
+                "functions): a runaway loop?"
+            )
+            error.context = None  # the node here is a loop body, not an action worth quoting
+            raise error
+
+    def emit(self, text: str) -> None:
+        """Append output; stop as soon as it is larger than max_output_bytes (KV2-AC-285)."""
+        self.size += len(text)
+        if self.size > self.ctx.max_bytes:
+            raise self.error(f"output is larger than max_output_bytes ({self.ctx.max_bytes})")
+        self.out.append(text)
 
     # -- errors and variables --------------------------------------------------------------
     def at(self, node: Any) -> None:
@@ -109,11 +131,12 @@ class State:
     # -- walking ----------------------------------------------------------------------------
     def walk(self, dot: Any, node: Any) -> None:  # noqa: C901
         self.at(node)
+        self.step()
         if isinstance(node, n.ListNode):
             for child in node.nodes:
                 self.walk(dot, child)
         elif isinstance(node, n.TextNode):
-            self.out.append(node.text)
+            self.emit(node.text)
         elif isinstance(node, n.ActionNode):
             value = self.eval_pipeline(dot, node.pipe)
             if not node.pipe.decl:
@@ -358,6 +381,7 @@ class State:
         if final is not MISSING:
             typ = fn.params[num_in - 1] if num_in - 1 < fixed else fn.variadic
             argv.append(self.validate_type(final, typ))
+        self.step()
         try:
             if fn.needs_ctx:
                 return fn.impl(self.ctx, *argv)
@@ -440,11 +464,11 @@ class State:
     def print_value(self, node: Any, value: Any) -> None:
         self.at(node)
         if value is INVALID:
-            self.out.append("<no value>")
+            self.emit("<no value>")
         elif isinstance(value, GoSecret):
-            self.out.append(print_struct_deref(value))
+            self.emit(print_struct_deref(value))
         else:
-            self.out.append(format_value(value, "v", Spec(), 0))
+            self.emit(format_value(value, "v", Spec(), 0))
 
 
 def _json_number_method(state: State, number: JsonNumber, name: str) -> Any:
@@ -471,7 +495,14 @@ def execute(
     """Run a parsed template with a nil dot, as consul-template does; ExecError on failure."""
     state = State(name, text, templates, ctx, missing_error)
     state.vars = [["$", INVALID]]
-    state.walk(INVALID, root)
+    try:
+        state.walk(INVALID, root)
+    except RecursionError:
+        # Go allows MAX_DEPTH nested {{template}} calls on its growable stacks; Python's
+        # stack ends sooner. A clear error instead of an internal one (issue 10).
+        raise state.error(
+            "exceeded maximum template depth (a template that calls itself?)"
+        ) from None
     return "".join(state.out)
 
 

@@ -40,6 +40,14 @@ class CallContext:
     env: Mapping[str, str]
     now: Callable[[], datetime]
     secret: Callable[[str], GoSecret]
+    # max_output_bytes: also the largest string a function may build (issue 10 item 3).
+    max_bytes: int = 1 << 20
+
+
+def _bounded(ctx: CallContext, name: str, size: int) -> None:
+    """Refuse before building a string larger than max_output_bytes (a memory bomb)."""
+    if size > ctx.max_bytes:
+        raise FuncError(f"{name} would build more than max_output_bytes ({ctx.max_bytes})")
 
 
 @dataclass(frozen=True)
@@ -254,9 +262,10 @@ def _b64encode(s: str, url: bool) -> str:
     return (base64.urlsafe_b64encode if url else base64.b64encode)(data).decode("ascii")
 
 
-def _indent(spaces: int, s: str) -> str:
+def _indent(ctx: CallContext, spaces: int, s: str) -> str:
     if spaces < 0:
         raise FuncError("indent value must be a positive integer")
+    _bounded(ctx, "indent", len(s) + spaces * (s.count("\n") + 1))
     prefix = " " * spaces
     out = []
     at_line_start = True
@@ -266,6 +275,16 @@ def _indent(spaces: int, s: str) -> str:
         out.append(c)
         at_line_start = c == "\n"
     return "".join(out)
+
+
+def _join(ctx: CallContext, sep: str, items: list[str]) -> str:
+    _bounded(ctx, "join", sum(map(len, items)) + len(sep) * max(0, len(items) - 1))
+    return sep.join(items)
+
+
+def _replace_all(ctx: CallContext, old: str, new: str, s: str) -> str:
+    _bounded(ctx, "replaceAll", len(s) + s.count(old) * (len(new) - len(old)))
+    return s.replace(old, new)
 
 
 def _split(sep: str, s: str) -> StringSlice:
@@ -387,10 +406,10 @@ _FUNCS: list[Func] = [
     Func("trimSuffix", (S, S), None, lambda p, s: s[: -len(p)] if p and s.endswith(p) else s),
     Func("toLower", (S,), None, lambda s: _map_runes(s, str.lower)),
     Func("toUpper", (S,), None, lambda s: _map_runes(s, str.upper)),
-    Func("indent", ("int", S), None, _indent),
+    Func("indent", ("int", S), None, _indent, needs_ctx=True),
     Func("split", (S, S), None, _split),
-    Func("join", (S, "[]string"), None, lambda sep, a: sep.join(a)),
-    Func("replaceAll", (S, S, S), None, lambda f, t, s: s.replace(f, t)),
+    Func("join", (S, "[]string"), None, _join, needs_ctx=True),
+    Func("replaceAll", (S, S, S), None, _replace_all, needs_ctx=True),
     Func("contains", ("any", "any"), None, _contains),
     Func("in", ("any", "any"), None, lambda lst, v: _contains(v, lst)),
     Func(

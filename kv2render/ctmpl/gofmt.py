@@ -284,6 +284,20 @@ def sprintln(args: list[Any]) -> str:
     return " ".join(format_value(a, "v", Spec(), 0) for a in args) + "\n"
 
 
+# Go's fmt refuses widths and precisions beyond 1e6 (tooLarge in fmt/print.go): a digit
+# string is given up once the number read so far passes 1e6 ("%!(NOVERB)", rest of the
+# format consumed), a '*' argument beyond it gives %!(BADWIDTH) / %!(BADPREC).
+_TOO_LARGE = 1_000_000
+
+
+def _too_large(digits: str | None) -> bool:
+    """Go's parsenum gives up when the number read before the last digit passes 1e6."""
+    if digits is None or digits == "*":
+        return False
+    digits = digits.lstrip("0")  # (also keeps int() clear of Python's 4,300-digit limit)
+    return len(digits) > 8 or (len(digits) > 1 and int(digits[:-1]) > _TOO_LARGE)
+
+
 _SPEC_RE = re.compile(r"%([-+# 0]*)(\*|\d+)?(?:\.(\*|\d+)?)?(.)?", re.S)
 
 
@@ -308,14 +322,20 @@ def sprintf(fmt: str, args: list[Any]) -> str:  # noqa: C901
         if verb == "%" and not flags and width is None and prec is None:
             out.append("%")
             continue
+        if _too_large(width) or _too_large(prec):
+            out.append("%!(NOVERB)")
+            break
         spec = Spec("+" in flags, "-" in flags, "#" in flags, "0" in flags, " " in flags)
         for name, part in (("width", width), ("prec", prec)):
             if part == "*":
                 value = args[argi] if argi < len(args) else None
                 argi += 1
+                if isinstance(value, int) and abs(value) > _TOO_LARGE:
+                    out.append("%!(BADWIDTH)" if name == "width" else "%!(BADPREC)")
+                    value = None
                 setattr(spec, name, value if isinstance(value, int) else None)
             elif part is not None:
-                setattr(spec, name, int(part))
+                setattr(spec, name, int(part.lstrip("0") or "0"))
         if prec is None and m.group(0).endswith("." + verb):
             spec.prec = 0
         if spec.minus:
