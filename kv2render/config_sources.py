@@ -78,10 +78,49 @@ def load_tree(path: Path) -> Any:
         raise ConfigError(f"cannot read the config file: {reason}", where=str(path)) from None
     suffix = path.suffix.lower()
     if suffix == ".json":
-        return _load_json(text, path)
-    if suffix == ".hcl":
-        return _load_hcl(text, path)
-    return _load_yaml(text, path)  # .yaml, .yml, and anything else (YAML is a JSON superset)
+        tree = _load_json(text, path)
+    elif suffix == ".hcl":
+        tree = _load_hcl(text, path)
+    else:
+        tree = _load_yaml(text, path)  # .yaml, .yml, anything else (YAML is a JSON superset)
+    _refuse_expansion(tree, path)
+    return tree
+
+
+# A real config has hundreds or thousands of values; YAML aliases can make a small file
+# expand into billions when walked as a tree ("billion laughs"), so walks are bounded.
+_MAX_VALUES = 1_000_000
+
+
+_MAX_DEPTH = 100  # a real config nests five or six levels
+
+
+def _refuse_expansion(tree: Any, path: Path) -> None:
+    """Refuse a tree too large or too deep to walk: the later stages recurse over it."""
+    seen = 0
+    stack: list[tuple[Any, int]] = [(tree, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise _too_deep(path)
+        seen += 1
+        if seen > _MAX_VALUES:
+            raise ConfigError(
+                f"the config expands to more than {_MAX_VALUES:,} values",
+                where=str(path),
+                hint="YAML anchors and aliases that refer to each other multiply; "
+                "write the values out",
+            )
+        if isinstance(item, Mapping):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+
+
+def _too_deep(path: Path) -> ConfigError:
+    return ConfigError(
+        "the config is nested too deeply to read", where=str(path), hint="flatten it"
+    )
 
 
 def _load_json(text: str, path: Path) -> Any:
@@ -94,6 +133,14 @@ def _load_json(text: str, path: Path) -> Any:
         ) from None
     except _DuplicateKey as exc:
         raise ConfigError(f"duplicate key '{exc.key}'", where=str(path)) from None
+    except RecursionError:
+        raise _too_deep(path) from None
+
+
+class _ComplexKey(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
 
 
 class _DuplicateKey(Exception):
@@ -124,6 +171,9 @@ class _StrictLoader(_SafeLoader):  # type: ignore[valid-type,misc]
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            # '? [1]' or '? {a: 1}': a list or map as a key (unhashable; never a config key).
+            raise _ComplexKey(key_node.start_mark.line + 1)
         key = loader.construct_object(key_node)
         if isinstance(key, str) and key in seen:
             raise _DuplicateKey(key, key_node.start_mark.line + 1)
@@ -139,6 +189,12 @@ def _load_yaml(text: str, path: Path) -> Any:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as exc:
         raise ConfigError(f"duplicate key '{exc.key}'", where=f"{path}:{exc.line}") from None
+    except _ComplexKey as exc:
+        raise ConfigError(
+            "a mapping key must be a plain string, not a list or a map", where=f"{path}:{exc.line}"
+        ) from None
+    except RecursionError:
+        raise _too_deep(path) from None
     except yaml.YAMLError as exc:
         # str(exc) quotes the offending source line, which could hold a secret: use the
         # position and the parser's complaint only.
