@@ -20,7 +20,7 @@ from typing import Any
 
 from kv2render import logsetup, runner
 from kv2render.config import Config, load
-from kv2render.errors import ConfigError
+from kv2render.errors import ConfigError, Kv2RenderError
 from kv2render.vault import SecretStore
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,52 @@ def _is_loopback(address: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+def _destinations(cfg: Config) -> list[Path]:
+    return [t.destination for t in cfg.templates] + (
+        [cfg.status_file] if cfg.status_file is not None else []
+    )
+
+
+def remove_leftover_temp_files(cfg: Config) -> None:
+    """Remove the temp files a killed run left next to each output (KV2-INV-280).
+
+    The caller holds the instance lock: another kv2render writing the same files at this
+    moment would otherwise lose its temp file (and retry the write).
+    """
+    from kv2render.writer import cleanup_stale_temp_files
+
+    for dest in _destinations(cfg):
+        try:
+            removed = cleanup_stale_temp_files(dest.parent, dest.name)
+        except (OSError, Kv2RenderError) as exc:
+            log.debug("temp file clean-up in %s skipped: %s", dest.parent, exc)
+            continue
+        if removed:
+            log.info("removed %d stale temp file(s) next to %s", removed, dest)
+
+
+def _once_cleanup(cfg: Config) -> None:
+    """--once removes leftovers too, when there are any and no daemon holds the lock. The
+    directory listing is cheap; the lock is taken only when something is left over."""
+    from kv2render.writer import stale_temp_files
+
+    if not any(stale_temp_files(d.parent, d.name) for d in _destinations(cfg)):
+        return
+    from kv2render.status import InstanceLock, lock_path
+
+    lock = InstanceLock(lock_path(cfg.status_file, [t.destination for t in cfg.templates]))
+    if lock.acquire():
+        try:
+            remove_leftover_temp_files(cfg)
+        finally:
+            lock.release()
+
+
 def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
     """``kv2render --once``: one pass over every template; the pass's exit code."""
     prepared = runner.prepare(cfg)
     warn_transport(cfg)
+    _once_cleanup(cfg)
     pid_file = None
     if cfg.pid_file is not None:
         from kv2render.status import PidFile

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from kv2render.config import Config
-from kv2render.errors import Kv2RenderError
 from kv2render.loop import (
     STOP_GRACE,
     Daemon,
@@ -122,25 +121,6 @@ def open_daemon_store(cfg: Config, stop: threading.Event) -> DaemonStore:
     )
 
 
-def _cleanup_temp_files(cfg: Config) -> None:
-    """A kill -9 mid-write can leave one temp file per destination; remove them (issue 10)."""
-    try:
-        from kv2render.writer import cleanup_stale_temp_files
-    except ImportError:
-        return
-    targets = [t.destination for t in cfg.templates]
-    if cfg.status_file is not None:
-        targets.append(cfg.status_file)
-    for dest in targets:
-        try:
-            removed = cleanup_stale_temp_files(dest.parent, dest.name)
-        except (OSError, Kv2RenderError) as exc:
-            log.debug("temp file clean-up in %s skipped: %s", dest.parent, exc)
-            continue
-        if removed:
-            log.info("removed %d stale temp file(s) next to %s", removed, dest)
-
-
 def run(
     cfg: Config,
     *,
@@ -150,7 +130,7 @@ def run(
 ) -> int:
     """The daemon process: exit 0 on SIGTERM/SIGINT, the error's code when retries run out."""
     from kv2render import config as config_mod
-    from kv2render.app import warn_transport
+    from kv2render.app import remove_leftover_temp_files, warn_transport
     from kv2render.status import InstanceLock, PidFile, lock_path
 
     stop = threading.Event()
@@ -168,7 +148,8 @@ def run(
 
     try:
         pid_file.write()  # a WriteError stops the start, as in Vault Agent
-        _cleanup_temp_files(cfg)
+        if lock.held:
+            remove_leftover_temp_files(cfg)
         daemon = Daemon(
             cfg,
             store_factory=lambda c: open_daemon_store(c, stop),

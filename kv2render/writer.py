@@ -292,21 +292,25 @@ def write_atomic(
     return True
 
 
-def cleanup_stale_temp_files(directory: Path, name: str) -> int:
-    """Remove temp files a crashed run left for destination ``name``; return how many.
-
-    Only names matching :func:`temp_file_name` for that destination (or for its ``.bak``) are
-    touched; best effort: a file that cannot be removed is logged and skipped.
-    """
+def stale_temp_files(directory: Path, name: str) -> list[str]:
+    """Names of temp files a crashed run may have left for destination ``name`` (or its
+    ``.bak``): only names matching :func:`temp_file_name`."""
     patterns = (_temp_pattern(name), _temp_pattern(name + ".bak"))
-    removed = 0
     try:
         entries = os.listdir(directory)
     except OSError:
-        return 0
-    for entry in entries:
-        if not any(p.fullmatch(entry) for p in patterns):
-            continue
+        return []
+    return [entry for entry in entries if any(p.fullmatch(entry) for p in patterns)]
+
+
+def cleanup_stale_temp_files(directory: Path, name: str) -> int:
+    """Remove temp files a crashed run left for destination ``name``; return how many.
+
+    Best effort: a file that cannot be removed is logged and skipped. The caller makes sure
+    no other kv2render is writing there (the instance lock), or it could remove a live one.
+    """
+    removed = 0
+    for entry in stale_temp_files(directory, name):
         try:
             os.unlink(Path(directory) / entry)
         except FileNotFoundError:

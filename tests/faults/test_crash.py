@@ -162,12 +162,6 @@ def test_kill_9_during_rewrites_leaves_only_whole_files(
     assert changed > FILES // 2, "the daemon hardly re-rendered: the scenario tested nothing"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="only the daemon's start (service._cleanup_temp_files) removes a killed run's temp "
-    "files; a --once start leaves them forever: call writer.cleanup_stale_temp_files for each "
-    "destination in app.render_once too (KV2-INV-280 'the next start removes such leftovers')",
-)
 def test_once_start_removes_leftover_temp_files(dev_server: DevServer, workdir: Path) -> None:
     """KV2-AC-281: a leftover temp file (a kill -9 mid-write) is removed by a --once start."""
     from kv2render.writer import temp_file_name
@@ -189,3 +183,35 @@ def test_once_start_removes_leftover_temp_files(dev_server: DevServer, workdir: 
     assert result.code == 0, result.text
     assert dest.read_bytes() == b"value"
     assert not leftover.exists()
+
+
+def test_once_leaves_temp_files_alone_while_another_instance_holds_the_lock(
+    dev_server: DevServer, workdir: Path
+) -> None:
+    """KV2-AC-281 KV2-AC-293: a --once next to a running daemon (it holds the instance lock)
+    does not remove temp files: one of them may be the daemon's write in progress."""
+    from kv2render.status import LOCK_NAME, InstanceLock
+    from kv2render.writer import temp_file_name
+
+    from ..integration.cli_helpers import run_cli
+
+    dev_server.put("app/s0", {"v": "value"})
+    dest = workdir / "f0"
+    in_flight = workdir / temp_file_name(dest.name)
+    in_flight.write_bytes(b"being written")
+    cfg = write_config(
+        workdir,
+        {"template": [{"ref": "vault+kv2:///secret/data/app/s0#v", "destination": str(dest)}]},
+    )
+    daemon_lock = InstanceLock(workdir / LOCK_NAME)
+    assert daemon_lock.acquire()
+    try:
+        result = run_cli(
+            ["--config", str(cfg), "--once"],
+            {"VAULT_ADDR": dev_server.url, "VAULT_TOKEN": dev_server.root_token},
+        )
+    finally:
+        daemon_lock.release()
+    assert result.code == 0, result.text
+    assert in_flight.exists()
+    assert "another kv2render" in result.err
