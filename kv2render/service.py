@@ -37,6 +37,18 @@ from kv2render.notify import Notifier
 log = logging.getLogger(__name__)
 
 
+def _signatures(files: Iterable[str]) -> dict[str, tuple[int, ...]]:
+    """stat() facts of each file (never its content), to tell whether it changed."""
+    out: dict[str, tuple[int, ...]] = {}
+    for name in files:
+        try:
+            st = os.stat(name)
+        except OSError:
+            continue
+        out[name] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return out
+
+
 class Watcher:
     """Watches the parent directories of the given files with watchfiles, in a thread.
 
@@ -68,26 +80,39 @@ class Watcher:
         if not dirs:
             return
         stop = threading.Event()
+        before = _signatures(self._files)
         thread = threading.Thread(
-            target=self._watch, args=(dirs, stop), name="kv2render-watch", daemon=True
+            target=self._watch, args=(dirs, stop, before), name="kv2render-watch", daemon=True
         )
         self._stop, self._thread = stop, thread
         thread.start()
 
-    def _watch(self, dirs: tuple[str, ...], stop: threading.Event) -> None:
+    def _watch(
+        self, dirs: tuple[str, ...], stop: threading.Event, before: dict[str, tuple[int, ...]]
+    ) -> None:
         try:
             from watchfiles import watch
 
+            settled = False
             for changes in watch(
                 *dirs,
                 watch_filter=self.wanted,
                 debounce=400,
                 step=200,  # also how often the stop event is checked: idle cost (KV2-NFR-232)
+                rust_timeout=500,
+                yield_on_timeout=True,
                 stop_event=stop,
                 recursive=False,
                 raise_interrupt=False,
             ):
                 paths = frozenset(os.path.normpath(path) for _, path in changes)
+                if not settled:
+                    # The OS watch exists from the first yield on; an edit made while it was
+                    # being set up was missed, so compare the files with their state when
+                    # watching was asked for (a test saw an edit land in that window).
+                    settled = True
+                    now = _signatures(self._files)
+                    paths |= {p for p in self._files if now.get(p) != before.get(p)}
                 if paths:
                     self._emit(FilesChanged(paths))
         except Exception as exc:

@@ -29,18 +29,15 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
-from kv2render import jsonnum
+from kv2render import jsonnum, transport
 from kv2render.auth import Authenticator, build_authenticator
 from kv2render.config import Config, VaultSettings
 from kv2render.errors import (
     AccessDeniedError,
     AuthError,
     BadResponseError,
-    ConfigError,
     Kv2RenderError,
     SecretDeletedError,
     SecretDestroyedError,
@@ -98,112 +95,6 @@ class SecretStore(Protocol):
 # --------------------------------------------------------------------------- TLS
 
 
-def _pem_certificates(directory: Path) -> str:
-    """Every PEM certificate in the files of ``directory``, concatenated.
-
-    ``vault.ca_path`` is a plain directory of PEM files (Vault's CAPath). OpenSSL's
-    capath only finds certificates under c_rehash'ed names, so each file is read and
-    the certificates are loaded as cadata instead: no temp file, any file name works.
-    """
-    where = "vault.ca_path"
-    try:
-        entries = sorted(p for p in directory.iterdir() if p.is_file())
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot list the CA directory {directory} ({exc.strerror})", where=where
-        ) from exc
-    chunks: list[str] = []
-    for entry in entries:
-        try:
-            text = entry.read_text(encoding="ascii", errors="ignore")
-        except OSError:
-            continue
-        if "-----BEGIN CERTIFICATE-----" in text:
-            chunks.append(text)
-    if not chunks:
-        raise ConfigError(f"no PEM certificate found in {directory}", where=where)
-    return "\n".join(chunks)
-
-
-def _ssl_context(settings: VaultSettings) -> ssl.SSLContext:
-    """One SSLContext carrying the trust store and the client certificate (issue 6).
-
-    Precedence follows Vault's client: ca_cert wins over ca_path; with neither, the
-    system store (or certifi's bundle where the system has none). Only the configured
-    CA is trusted when one is given: requests' default certifi bundle is not added.
-    """
-    if settings.tls_skip_verify:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    elif settings.ca_cert is not None:
-        try:
-            ctx = ssl.create_default_context(cafile=str(settings.ca_cert))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"cannot load the CA bundle {settings.ca_cert} ({_short(exc)})",
-                where="vault.ca_cert",
-                hint="give a PEM file of CA certificates",
-            ) from exc
-    elif settings.ca_path is not None:
-        try:
-            ctx = ssl.create_default_context(cadata=_pem_certificates(settings.ca_path))
-        except ssl.SSLError as exc:
-            raise ConfigError(
-                f"cannot load the CA certificates in {settings.ca_path} ({_short(exc)})",
-                where="vault.ca_path",
-            ) from exc
-    else:
-        ctx = ssl.create_default_context()
-        if not ctx.cert_store_stats().get("x509_ca"):
-            import certifi  # requests' own dependency
-
-            ctx.load_verify_locations(cafile=certifi.where())
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # Vault's listener default minimum
-    if settings.client_cert is not None:
-        key = str(settings.client_key) if settings.client_key is not None else None
-        try:
-            ctx.load_cert_chain(str(settings.client_cert), key)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"cannot load the client certificate {settings.client_cert} "
-                f"with key {settings.client_key} ({_short(exc)})",
-                where="vault.client_cert",
-                hint="give PEM files for vault.client_cert and vault.client_key",
-            ) from exc
-    return ctx
-
-
-@cache
-def _tls_adapter_class() -> type[Any]:
-    """The HTTPAdapter subclass, defined on first use so requests loads lazily."""
-    import requests.adapters
-
-    class _TLSAdapter(requests.adapters.HTTPAdapter):
-        """A pooled HTTPAdapter whose connections use our SSLContext and, when
-        ``tls_server_name`` is set, send that SNI name and check the certificate against
-        it (requests has no option for either)."""
-
-        def __init__(self, ctx: ssl.SSLContext, server_name: str | None, pool_size: int) -> None:
-            self._ctx = ctx
-            self._server_name = server_name
-            super().__init__(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
-
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["ssl_context"] = self._ctx
-            if self._server_name:
-                kwargs["server_hostname"] = self._server_name
-                kwargs["assert_hostname"] = self._server_name
-            super().init_poolmanager(*args, **kwargs)
-
-        def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-            # The SSLContext already holds the trust store and the client certificate;
-            # requests' version would add certifi's CA bundle on top of a private CA.
-            return None
-
-    return _TLSAdapter
-
-
 # --------------------------------------------------------------------------- responses
 
 
@@ -252,11 +143,16 @@ def _json_body(resp: requests.Response) -> tuple[Any, str | None]:
         return None, f"the response Content-Type is {shown!r}, not application/json"
     try:
         # Numbers keep their text (jsonnum), as Vault's own client decodes them.
-        return jsonnum.loads(resp.content), None
+        body = jsonnum.loads(resp.content)
     except ValueError:
         return None, "the response body is not valid JSON"
     except RecursionError:
-        return None, "the response body nests JSON too deeply"
+        too_deep = True  # deeper than the decoder goes: far past the bound below
+    else:
+        too_deep = transport.json_depth(body) > transport.MAX_JSON_DEPTH
+    if too_deep:
+        return None, f"the response body nests JSON deeper than {transport.MAX_JSON_DEPTH} levels"
+    return body, None
 
 
 def _retry_after(resp: requests.Response) -> float | None:
@@ -341,20 +237,19 @@ class HvacSecretStore:
         # No ~/.netrc credentials, REQUESTS_CA_BUNDLE or proxy variables: config.load()
         # resolved the environment once (STYLE convention 2).
         session.trust_env = False
-        adapter: requests.adapters.HTTPAdapter
-        if settings.address.lower().startswith("https://"):
-            adapter = _tls_adapter_class()(
-                _ssl_context(settings), settings.tls_server_name, max(1, pool_size)
-            )
-        else:
-            # Plain http (a loopback dev server, a local agent): no SSL context to build,
-            # which is ~20 ms of every --once (benchmarks/run.py). Redirects are never
-            # followed, so nothing can move the session to https.
-            from requests.adapters import HTTPAdapter
-
-            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, pool_size), max_retries=0)
+        # Plain http (a loopback dev server, a local agent) gets no SSL context: building
+        # one is ~20 ms of every --once (benchmarks/run.py), and redirects are never
+        # followed, so nothing can move the session to https.
+        https = settings.address.lower().startswith("https://")
+        adapter = transport.adapter_class()(
+            transport.ssl_context(settings) if https else None,
+            settings.tls_server_name,
+            max(1, pool_size),
+        )
         session.mount("https://", adapter)
         session.mount("http://", adapter)
+        # The body is read as a stream under a size bound (KV2-INV-282).
+        session.hooks["response"].append(transport.bounded_body_hook)
         # hvac quirk (§6.1): a session's truthy verify/cert replaces the verify=/cert=
         # arguments. Both are set explicitly; the CA and client cert live in the SSLContext.
         session.verify = verify
@@ -389,6 +284,25 @@ class HvacSecretStore:
         self, where: str, call: Callable[[], requests.Response], *, login: bool
     ) -> requests.Response:
         """Run one HTTP exchange, mapping network failures to kv2render errors."""
+        exchange = transport.begin(self._settings.timeout)
+        try:
+            return self._exchange(where, call, login=login)
+        except Kv2RenderError as exc:
+            if exchange.fired and not isinstance(exc, BadResponseError | AuthError):
+                # The watchdog cut a server off that kept answering too slowly to finish:
+                # requests' timeout is per read, ours is for the whole exchange (KV2-INV-283).
+                raise TransientError(
+                    f"no complete answer from {self._settings.address} within "
+                    f"{self._settings.timeout:g}s",
+                    where=where,
+                ) from exc
+            raise
+        finally:
+            transport.end(exchange)
+
+    def _exchange(
+        self, where: str, call: Callable[[], requests.Response], *, login: bool
+    ) -> requests.Response:
         import requests
         from hvac.exceptions import VaultError
 
