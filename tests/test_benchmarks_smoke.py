@@ -73,7 +73,7 @@ def test_every_section_produces_every_key(tmp_path: Path) -> None:
 
 
 def test_failed_section_leaves_null_keys_and_a_reason(tmp_path: Path) -> None:
-    """KV2-AC-230: a section that fails yields null keys with its reason, never a crash."""
+    """KV2-AC-235: a section that fails yields null keys with its reason, never a crash."""
     run = _load_run()
     bench = run.Bench(run.TINY, tmp_path, log=lambda _: None)
 

@@ -2,9 +2,11 @@
 
 A rule is *defined* by a markdown line ``- **KV2-AC-001** text``; its block is that line and
 the following lines that are blank or indented. A block line ``  planned: <issue title>`` marks
-the rule as not built yet. A rule is *cited* when its ID appears anywhere in a test source
-(``tests/**/*.py``, this file excluded so that it cannot satisfy itself). Package code
-(``kv2render/**/*.py``) may cite rules in comments and docstrings too, but only rules that exist.
+the rule as not built yet. A rule whose text starts with ``Withdrawn:`` no longer applies (IDs
+are never reused); it needs no citing test and no test may cite it. A rule is *cited* when its
+ID appears anywhere in a test source (``tests/**/*.py``, this file excluded so that it cannot
+satisfy itself). Package code (``kv2render/**/*.py``) may cite rules in comments and docstrings
+too, but only rules that exist.
 
 Run ``python tests/test_traceability.py`` to print the ID -> test-file mapping as markdown rows
 for docs/spec/traceability.md.
@@ -29,7 +31,7 @@ PACKAGE_DIR = ROOT / "kv2render"
 THIS_FILE = Path(__file__).resolve()
 
 ID_RE = re.compile(r"KV2-(?:INV|FC|NFR|AC)-\d{3}")
-RULE_RE = re.compile(r"^- \*\*(KV2-(?:INV|FC|NFR|AC)-\d{3})\*\*\s")
+RULE_RE = re.compile(r"^- \*\*(KV2-(?:INV|FC|NFR|AC)-\d{3})\*\*\s+(?P<text>.*)$")
 PLANNED_RE = re.compile(r"^  planned: (?P<title>\S.*?)\s*$")
 TABLE_ROW_RE = re.compile(r"^\|\s*(KV2-(?:INV|FC|NFR|AC)-\d{3})\s*\|(?P<files>[^|]*)\|")
 
@@ -66,8 +68,8 @@ REQUIRED_SECTIONS = (
     "Resolved decisions",
 )
 
-# Flip to True once the lead wants a rule still marked planned but already cited to fail.
-FAIL_ON_PLANNED_BUT_CITED = False
+# Every issue has landed (issue #2): a rule still marked planned but already cited fails.
+FAIL_ON_PLANNED_BUT_CITED = True
 
 
 @dataclass
@@ -75,6 +77,7 @@ class Rule:
     id: str
     source: str  # "file:line"
     planned: list[str] = field(default_factory=list)
+    withdrawn: bool = False
 
     @property
     def kind(self) -> str:
@@ -126,7 +129,8 @@ def parse_files(paths: list[Path]) -> Spec:
                     duplicates.append(f"{rule_id} at {where} (first at {rules[rule_id].source})")
                     current = None
                 else:
-                    current = rules[rule_id] = Rule(rule_id, where)
+                    withdrawn = match.group("text").startswith("Withdrawn:")
+                    current = rules[rule_id] = Rule(rule_id, where, withdrawn=withdrawn)
                 continue
             planned = PLANNED_RE.match(line)
             if planned:
@@ -227,11 +231,23 @@ def test_planned_markers_name_known_issues() -> None:
 
 def test_every_built_acceptance_rule_is_cited_by_a_test() -> None:
     cited = cited_ids()
-    uncited = [r.id for r in _acceptance_rules() if not r.planned and r.id not in cited]
+    uncited = [
+        r.id for r in _acceptance_rules() if not r.planned and not r.withdrawn and r.id not in cited
+    ]
     assert not uncited, (
         "acceptance rules neither planned nor cited by any test (cite the ID in a test "
         "docstring, or mark the rule `planned: <issue title>`):\n" + "\n".join(sorted(uncited))
     )
+
+
+def test_withdrawn_rules_are_neither_cited_nor_planned() -> None:
+    """A withdrawn rule names what replaced it; no test may still claim to prove it."""
+    cited = cited_ids()
+    withdrawn = [r for r in parse_spec().rules.values() if r.withdrawn]
+    still_cited = {r.id: cited[r.id] for r in withdrawn if r.id in cited}
+    assert not still_cited, f"tests cite withdrawn rules: {still_cited}"
+    planned = [r.id for r in withdrawn if r.planned]
+    assert not planned, f"withdrawn rules with a planned marker: {planned}"
 
 
 def test_tests_cite_only_defined_ids() -> None:
@@ -308,11 +324,13 @@ def test_parser_reads_the_documented_format(tmp_path: Path) -> None:
         "\n"
         "Prose mentioning KV2-AC-203.\n"
         "  planned: stray\n"
-        "```\n- **KV2-AC-204** inside a fence\n```\n",
+        "```\n- **KV2-AC-204** inside a fence\n```\n"
+        "- **KV2-AC-205** Withdrawn: now KV2-NFR-205.\n",
         encoding="utf-8",
     )
     spec = parse_files([sample])
-    assert sorted(spec.rules) == ["KV2-AC-201", "KV2-AC-202"]
+    assert sorted(spec.rules) == ["KV2-AC-201", "KV2-AC-202", "KV2-AC-205"]
+    assert [r.id for r in spec.rules.values() if r.withdrawn] == ["KV2-AC-205"]
     assert spec.rules["KV2-AC-201"].planned == ["T"]
     assert spec.rules["KV2-AC-202"].planned == []
     assert "KV2-AC-203" in spec.mentioned
@@ -325,7 +343,7 @@ def mapping_rows() -> list[str]:
     rows = []
     for rule in sorted(_acceptance_rules(), key=lambda r: r.id):
         files = ", ".join(f"`{f}`" for f in cited.get(rule.id, []))
-        status = "planned" if rule.planned else "built"
+        status = "withdrawn" if rule.withdrawn else "planned" if rule.planned else "built"
         rows.append(f"| {rule.id} | {files} | {status} |")
     return rows
 

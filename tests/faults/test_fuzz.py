@@ -305,7 +305,8 @@ def _load_file(tmp_path: Path, name: str, text: str) -> None:
     "text", ["? [1]\n: 2\n", "vault:\n  ? {a: 1}\n  : 2\n"], ids=["list-key", "map-key"]
 )
 def test_yaml_complex_key_is_a_config_error(tmp_path: Path, text: str) -> None:
-    """KV2-AC-291: found by atheris: a YAML complex key must be a ConfigError."""
+    """KV2-AC-291 KV2-AC-044 KV2-FC-040: found by atheris: a YAML complex key must be a
+    ConfigError."""
     with pytest.raises(ConfigError):
         _load_file(tmp_path, "c.yaml", text)
 
@@ -319,7 +320,8 @@ def test_yaml_complex_key_is_a_config_error(tmp_path: Path, text: str) -> None:
     ids=["json", "yaml"],
 )
 def test_deeply_nested_config_is_a_config_error(tmp_path: Path, name: str, text: str) -> None:
-    """KV2-AC-291: a deeply nested config is a ConfigError, not an internal error."""
+    """KV2-AC-291 KV2-AC-044 KV2-FC-040: a deeply nested config is a ConfigError, not an
+    internal error."""
     with pytest.raises(ConfigError):
         _load_file(tmp_path, name, text)
 
@@ -334,7 +336,7 @@ _LAUGHS = (
 
 
 def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
-    """KV2-AC-291: a 'billion laughs' config is refused within seconds."""
+    """KV2-AC-291 KV2-AC-044 KV2-FC-040: a 'billion laughs' config is refused within seconds."""
     path = tmp_path / "c.yaml"
     path.write_text(_LAUGHS, encoding="utf-8")
     code = (

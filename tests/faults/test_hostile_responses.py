@@ -136,7 +136,6 @@ def _gzip_bomb(inflated: int) -> bytes:
 # -- bodies ---------------------------------------------------------------------------------
 
 
-
 def test_10mb_body_is_refused(workdir: Path) -> None:
     """KV2-AC-286 KV2-INV-282: a 10 MB KV2 body is a BadResponseError; the file is kept."""
     body = kv2_body({"password": VALUE, "pad": "x" * (10 << 20)})
@@ -158,8 +157,6 @@ def test_gzip_bomb_is_refused(workdir: Path) -> None:
     finally:
         gen.close()
     assert_refused("gzip-bomb", result, dest, ("mib",))
-
-
 
 
 @pytest.mark.parametrize(
@@ -211,7 +208,8 @@ def test_deeply_nested_json_is_refused(workdir: Path, depth: int) -> None:
     ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_odd_bodies_are_refused(workdir: Path, name: str, body: bytes) -> None:
-    """KV2-AC-287: invalid UTF-8, non-object data and other odd shapes: exit 4, file kept."""
+    """KV2-AC-287 KV2-INV-061: invalid UTF-8, a lone surrogate, NaN, non-object data and other
+    odd shapes: exit 4, file kept."""
     gen = serve(body)
     server = next(gen)
     try:
@@ -287,8 +285,6 @@ def _trickle(conn: RawConnection, data: bytes, every: float, total: float) -> No
             return
         conn.send(data[i : i + 1])
         time.sleep(every)
-
-
 
 
 @pytest.mark.parametrize("part", ["headers", "body"])

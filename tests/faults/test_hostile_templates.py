@@ -202,7 +202,8 @@ def test_hostile_template_is_refused_and_old_file_kept(
     code: int,
     words: tuple[str, ...],
 ) -> None:
-    """KV2-AC-284 KV2-AC-285: refused clearly (exit 2/5), old file untouched, no secret shown."""
+    """KV2-AC-284 KV2-AC-285 KV2-AC-296 KV2-FC-075 KV2-INV-259: refused clearly (exit 2/5),
+    old file untouched, no secret shown."""
     dest = workdir / "out.txt"
     dest.write_bytes(OLD)
     dest.chmod(0o600)
@@ -279,12 +280,14 @@ def _ct(text: str, max_output_bytes: int = 1 << 20) -> Any:
     ],
 )
 def test_ct_printf_follows_go_width_limits(text: str, expected: bytes) -> None:
-    """KV2-AC-285 KV2-INV-252: printf widths beyond Go's 1e6 limit no longer build gigabytes."""
+    """KV2-AC-285 KV2-INV-252 KV2-INV-259:
+    printf widths beyond Go's 1e6 limit no longer build gigabytes."""
     assert _ct(text) == expected
 
 
 def test_ct_output_limit_counts_while_rendering() -> None:
-    """KV2-AC-285: the limit stops a consul-template render as soon as it is passed."""
+    """KV2-AC-285 KV2-INV-259: the limit stops a consul-template render as soon as it is
+    passed."""
     assert _ct('{{ printf "%10s" "x" }}', max_output_bytes=10) == b" " * 9 + b"x"
     with pytest.raises(RenderError, match=r"max_output_bytes \(9\)"):
         _ct('{{ printf "%10s" "x" }}', max_output_bytes=9)
@@ -293,7 +296,8 @@ def test_ct_output_limit_counts_while_rendering() -> None:
 def test_ct_env_cannot_read_the_token(
     dev_server: DevServer, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """KV2-AC-284 KV2-INV-096: consul-template's env sees the commands' environment, so
+    """KV2-AC-284 KV2-AC-271 KV2-INV-096 KV2-INV-101:
+    consul-template's env sees the commands' environment, so
     ``{{ env "VAULT_TOKEN" }}`` cannot copy the token into a file; other variables still work."""
     dest = workdir / "out.txt"
     monkeypatch.setenv("KV2_FAULTS_PLAIN", "plain-value")
@@ -326,6 +330,7 @@ def test_ct_binary_output_is_written_as_bytes() -> None:
 
 
 def test_ct_deep_nesting_is_a_syntax_error() -> None:
-    """KV2-AC-285: deep nesting is refused at compile time, not an internal RecursionError."""
+    """KV2-AC-285 KV2-AC-296 KV2-FC-075: deep nesting is refused at compile time, not an
+    internal RecursionError."""
     with pytest.raises(TemplateSyntaxError, match="nests too deeply"):
         _ct("{{ " + "(" * _NEST + "1" + ")" * _NEST + " }}")

@@ -433,7 +433,8 @@ def test_subprocess_once_with_bao_variables(seeded: DevServer, workdir: Path) ->
 
 
 def test_numbers_keep_the_text_the_server_stored(dev_server: DevServer, workdir: Path) -> None:
-    """KV2-AC-258 KV2-AC-020: 1.50 and 1e3 print as stored, as Vault Agent prints them
+    """KV2-AC-258 KV2-AC-272 KV2-INV-061 KV2-AC-020:
+    1.50 and 1e3 print as stored, as Vault Agent prints them
     (its client decodes with UseNumber), through the real server path."""
     import http.client
     from urllib.parse import urlsplit
@@ -464,3 +465,43 @@ def test_numbers_keep_the_text_the_server_stored(dev_server: DevServer, workdir:
     assert result.code == 0, result.text
     assert (workdir / "ct.txt").read_text() == "1.50 1e3 5432"
     assert (workdir / "price").read_text() == "1.50"
+
+
+def test_once_writes_and_removes_the_pid_file(seeded: DevServer, workdir: Path) -> None:
+    """KV2-INV-258: --once (Vault Agent's exit_after_auth) writes pid_file in Vault Agent's
+    format while it runs, and removes it at exit; an unwritable pid file refuses the start."""
+    pid_file = workdir / "kv2render.pid"
+    seen = workdir / "seen"
+    cfg = write_config(
+        workdir,
+        {
+            "pid_file": str(pid_file),
+            "template": [
+                {
+                    "ref": "vault+kv2:///secret/data/app/db#username",
+                    "destination": "u",
+                    # runs while kv2render is still running: copies the pid file as it is
+                    "command": [
+                        "sh",
+                        "-c",
+                        f"cp {pid_file} {seen}; stat -c %a {pid_file} >> {seen}",
+                    ],
+                }
+            ],
+        },
+    )
+    result = run_cli(["--config", str(cfg), "--once"], token_env(seeded))
+    assert result.code == 0, result.text
+    assert seen.read_text() == f"{os.getpid()}600\n"
+    assert not pid_file.exists()
+    cfg2 = write_config(
+        workdir,
+        {
+            "pid_file": str(workdir / "no-such-dir" / "kv2render.pid"),
+            "template": [{"ref": "vault+kv2:///secret/data/app/db#username", "destination": "u2"}],
+        },
+        name="second.yaml",
+    )
+    result = run_cli(["--config", str(cfg2), "--once"], token_env(seeded))
+    assert result.code == 6, result.text
+    assert not (workdir / "u2").exists()

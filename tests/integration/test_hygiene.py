@@ -821,7 +821,7 @@ def _cases() -> list[Any]:
 @pytest.mark.parametrize(("name", "mode", "world"), _cases(), indirect=["world"])
 def test_cli_leaks_no_sentinel(name: str, mode: str, world: World) -> None:
     """KV2-INV-001 KV2-AC-116 KV2-AC-102 KV2-AC-032 KV2-AC-062 KV2-AC-083 KV2-FC-072
-    KV2-INV-133: at --log-level trace, in text and JSON, in-process and as a subprocess,
+    KV2-INV-133 KV2-INV-081: at --log-level trace, in text and JSON, in-process and as a subprocess,
     on success and on every failure path, no sentinel secret, token, secret_id, role_id or
     JWT appears in stdout, stderr, any file left in the work directory other than the
     intended destination (and its .bak), a command's environment, or the server's log."""

@@ -447,7 +447,8 @@ def test_convert_config_refuses_inline_credentials(workdir: Path) -> None:
 
 
 def test_pid_file_is_written_0600_and_removed(workdir: Path) -> None:
-    """KV2-AC-270: the pid (as Vault Agent writes it, no newline), 0600; removed at exit."""
+    """KV2-AC-270 KV2-INV-258: the pid (as Vault Agent writes it, no newline), 0600; removed
+    at exit."""
     path = workdir / "agent.pid"
     PidFile(path).write()
     assert path.read_text() == str(os.getpid())
@@ -457,7 +458,7 @@ def test_pid_file_is_written_0600_and_removed(workdir: Path) -> None:
 
 
 def test_pid_file_of_another_process_is_left_alone(workdir: Path) -> None:
-    """KV2-AC-270: a pid file another instance took over is not removed."""
+    """KV2-AC-270 KV2-INV-258: a pid file another instance took over is not removed."""
     path = workdir / "agent.pid"
     path.write_text("1")
     PidFile(path).remove()
@@ -468,6 +469,7 @@ def test_pid_file_of_another_process_is_left_alone(workdir: Path) -> None:
 
 
 def test_unwritable_pid_file_refuses_to_start(workdir: Path) -> None:
-    """KV2-AC-270: as Vault Agent, a pid file that cannot be written stops the start."""
+    """KV2-AC-270 KV2-INV-258: as Vault Agent, a pid file that cannot be written stops the
+    start."""
     with pytest.raises(WriteError):
         PidFile(workdir / "missing-dir" / "agent.pid").write()

@@ -562,7 +562,8 @@ def test_destination_must_name_a_file(out_dir: Path) -> None:
     os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
 )
 def test_handing_a_file_to_another_user_needs_only_cap_chown() -> None:
-    """KV2-AC-091: a non-root writer holding only CAP_CHOWN can give a 0600 file to another
+    """KV2-AC-091 KV2-AC-108 KV2-INV-098:
+    a non-root writer holding only CAP_CHOWN can give a 0600 file to another
     user, because the mode is set while the file is still its own (then chown)."""
     base = Path(tempfile.mkdtemp(prefix="kv2render-capchown-"))  # pytest's tmp is root-only
     base.chmod(0o755)
