@@ -21,10 +21,8 @@ directory, fsync, rename) and tightens it where kv2render's spec differs (KV2-IN
 from __future__ import annotations
 
 import errno
-import grp
 import logging
 import os
-import pwd
 import re
 import secrets
 import stat
@@ -80,6 +78,8 @@ def _uid(user: str | int | None, dest: Path) -> int:
         return -1
     if isinstance(user, int) or (user.isascii() and user.isdigit()):
         return int(user)
+    import pwd  # only outputs with a named owner pay for the user database
+
     try:
         return pwd.getpwnam(user).pw_uid
     except KeyError:
@@ -91,6 +91,8 @@ def _gid(group: str | int | None, dest: Path) -> int:
         return -1
     if isinstance(group, int) or (group.isascii() and group.isdigit()):
         return int(group)
+    import grp
+
     try:
         return grp.getgrnam(group).gr_gid
     except KeyError:
