@@ -438,10 +438,21 @@ class Daemon:
         return tuple(out)
 
     def check_credentials(self) -> bool:
-        """Schedule a login when a credential file changed since the last one (issue 5)."""
+        """Schedule a login when a credential file changed since the last one (issue 5).
+
+        A file that disappeared is no new credential: approle removes its secret_id file
+        after reading it (remove_secret_id_file_after_reading), and an operator may clean a
+        token file up. Only a file that exists and differs means new credentials.
+        """
         if self._need_login:
             return False
-        if self._credential_signature() == self._cred_signature:
+        before = {entry[0]: entry for entry in self._cred_signature}
+        changed = [
+            entry
+            for entry in self._credential_signature()
+            if entry[1] is not None and before.get(entry[0]) != entry
+        ]
+        if not changed:
             return False
         log.info("a credential file changed; logging in again")
         self._schedule_login(self.clock())

@@ -648,6 +648,22 @@ def test_credential_file_change_triggers_a_login(tmp_path: Path) -> None:
     assert h.store.logins == 2
 
 
+def test_a_removed_credential_file_is_no_reason_to_log_in(tmp_path: Path) -> None:
+    """KV2-AC-173 KV2-INV-051: approle removes its secret_id file after reading it; that
+    removal (or an operator cleaning a file up) is no new credential: no login. A new file
+    dropped later is."""
+    cred = tmp_path / "secret_id"
+    cred.write_text("one")
+    h = two_templates()
+    h.store.authenticator.files = (cred,)
+    h.run(POLL)
+    assert h.store.logins == 1
+    h.run(Do(cred.unlink), FilesChanged(frozenset({str(cred)})), POLL)
+    assert h.store.logins == 1
+    h.run(Do(lambda: cred.write_text("a new one")), FilesChanged(frozenset({str(cred)})), POLL)
+    assert h.store.logins == 2
+
+
 # -- commands -----------------------------------------------------------------------------------
 
 
