@@ -55,10 +55,7 @@ DATA_DEPENDENT = {
     "38-parenthesized-chain": "prints a map",
     "40-range-error-mode": "prints a map",
 }
-KNOWN_BUGS = {
-    "15-pinned-version": "kv2render.template.render sorts SecretLocation; version None vs 1 "
-    "raises TypeError",
-}
+KNOWN_BUGS: dict[str, str] = {}  # case name -> the bug that keeps it from round-tripping
 
 
 def _plain(value: Any) -> Any:
