@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -22,8 +21,8 @@ import pytest
 import yaml
 
 from kv2render.devserver import DevServer
+from tests.integration.cli_helpers import DaemonProcess
 
-REPO = Path(__file__).resolve().parents[2]
 INTERVAL = 1.0  # static_secret_render_interval for every daemon test
 SENTINEL_SECRET = "S3NTINEL-secret-value-4b1d"
 SENTINEL_SECRET_ID = "S3NTINEL-secret-id-9c2e"
@@ -53,8 +52,9 @@ def read_text(path: Path) -> str | None:
         return None
 
 
-class Daemon:
-    """One ``kv2render --config PATH`` process; stderr goes to a file (no pipe to fill)."""
+class Daemon(DaemonProcess):
+    """One ``kv2render --config PATH`` process at debug level; logs beside the workdir's files
+    (not in workdir itself: the daemon watches the config's directory)."""
 
     def __init__(
         self,
@@ -63,36 +63,7 @@ class Daemon:
         env: Mapping[str, str] | None = None,
         log_level: str = "debug",
     ) -> None:
-        self.config = config
-        # Not in workdir itself: the daemon watches the config's directory.
-        logs = workdir / "logs"
-        logs.mkdir(exist_ok=True)
-        self.stderr_path = logs / f"daemon-{time.monotonic_ns()}.log"
-        environment = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("VAULT_", "BAO_", "KV2RENDER_", "NOTIFY_SOCKET", "WATCHDOG_"))
-        }
-        environment["PYTHONPATH"] = str(REPO)
-        environment.update(env or {})
-        self._stderr = self.stderr_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kv2render", "--config", str(config), "--log-level", log_level],
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=self._stderr,
-            stderr=subprocess.STDOUT,
-        )
-
-    def poll(self) -> int | None:
-        return self.proc.poll()
-
-    def log(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
+        super().__init__(config, workdir / "logs", env, log_level)
 
     def terminate(self, timeout: float = 5.0) -> tuple[int, float]:
         """SIGTERM; (exit code, seconds it took)."""
@@ -105,12 +76,6 @@ class Daemon:
             self.proc.wait()
             pytest.fail(f"daemon did not stop within {timeout}s of SIGTERM\n{self.log()[-3000:]}")
         return code, time.monotonic() - started
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._stderr.close()
 
 
 def setup_approle(

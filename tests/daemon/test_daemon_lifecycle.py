@@ -20,7 +20,6 @@ import pytest
 from kv2render.devserver import DevServer
 from tests.daemon.conftest import (
     INTERVAL,
-    REPO,
     SENTINEL_SECRET,
     Daemon,
     logins,
@@ -30,6 +29,7 @@ from tests.daemon.conftest import (
     setup_approle,
     wait_for,
 )
+from tests.integration.cli_helpers import REPO
 
 
 def _pw_config(srv: DevServer, workdir: Path, **kw: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from kv2render import config
-from tests.daemon.conftest import REPO
+from tests.integration.cli_helpers import REPO
 
 EXAMPLES = REPO / "examples"
 

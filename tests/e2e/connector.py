@@ -14,10 +14,6 @@ libpq's own reader (``PGPASSFILE``) is exercised too: the same file serves psql 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.cli_helpers import REPO
+from tests.integration.cli_helpers import REPO, DaemonProcess
 
 from .conftest import PostgresCluster
 
@@ -159,39 +155,8 @@ def read_or_none(path: Path) -> bytes | None:
         return None
 
 
-class Daemon:
+class Daemon(DaemonProcess):
     """``python -m kv2render --config PATH`` (no --once); output to a log file, not a pipe."""
 
     def __init__(self, config: Path, logdir: Path, env: Mapping[str, str]) -> None:
-        logdir.mkdir(exist_ok=True)
-        self.log_path = logdir / f"kv2render-{time.monotonic_ns()}.log"
-        environment = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("VAULT_", "BAO_", "KV2RENDER_", "NOTIFY_SOCKET", "WATCHDOG_"))
-        }
-        environment["PYTHONPATH"] = str(REPO)
-        environment.update(env)
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kv2render", "--config", str(config)],
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self, timeout: float = 10) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return int(self.proc.returncode)
+        super().__init__(config, logdir, env)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.integration.cli_helpers import DaemonProcess
+
 FULL = os.environ.get("KV2RENDER_FULL_FAULTS") == "1"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -224,73 +226,8 @@ def kv2_body(data: Any, version: int = 1) -> bytes:
 
 # -- the real daemon as a subprocess ---------------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-class DaemonProc:
-    """``python -m kv2render --config PATH`` (the daemon); output goes to a file, not a pipe."""
-
-    def __init__(
-        self,
-        config: Path,
-        log_dir: Path,
-        env: Mapping[str, str] | None = None,
-        log_level: str = "info",
-    ) -> None:
-        import subprocess
-        import sys
-
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"daemon-{time.monotonic_ns()}.log"
-        environment = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("VAULT_", "BAO_", "KV2RENDER_", "NOTIFY_SOCKET", "WATCHDOG_"))
-        }
-        environment["PYTHONPATH"] = str(REPO)
-        environment.update(env or {})
-        self._out = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kv2render", "--config", str(config), "--log-level", log_level],
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def pid(self) -> int:
-        return int(self.proc.pid)
-
-    def log(self) -> str:
-        if not self._out.closed:
-            self._out.flush()
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill9(self) -> None:
-        import signal
-
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self._out.close()
-
-    def stop(self, timeout: float = 10.0) -> int:
-        import signal
-        import subprocess
-
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._out.close()
-        return int(self.proc.returncode)
+DaemonProc = DaemonProcess  # the daemon under test, output in a log file
 
 
 def rss_kib(pid: int) -> int:

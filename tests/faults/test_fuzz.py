@@ -24,8 +24,9 @@ from kv2render.config import load
 from kv2render.errors import ConfigError, Kv2RenderError, ReferenceSyntaxError
 from kv2render.refs import SecretLocation, format_ref, parse_ref
 from kv2render.vault import SecretVersion, _secret_version
+from tests.integration.cli_helpers import REPO
 
-from .helpers import REPO, record, sized
+from .helpers import record, sized
 
 EXAMPLES = sized(200, 10_000)
 FUZZ = settings(

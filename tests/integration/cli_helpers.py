@@ -12,8 +12,10 @@ import contextlib
 import io
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +67,13 @@ def run_cli(
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
+_NOT_INHERITED = ("VAULT_", "BAO_", "KV2RENDER_", "NOTIFY_SOCKET", "WATCHDOG_")
+
+
 def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_", "KV2RENDER_"))
-    }
+    """The environment a kv2render subprocess gets: this one without any server, token,
+    config or service-manager variable, the source tree first on PYTHONPATH, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra or {})
     return env
@@ -87,3 +92,69 @@ def run_cli_subprocess(
         check=False,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+class DaemonProcess:
+    """``python -m kv2render --config PATH`` with no --once: the daemon, as a subprocess whose
+    output goes to a log file (a pipe nobody reads would fill up and block it)."""
+
+    def __init__(
+        self,
+        config: Path,
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+        log_level: str = "info",
+    ) -> None:
+        self.config = config
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"daemon-{time.monotonic_ns()}.log"
+        self._out = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kv2render", "--config", str(config), "--log-level", log_level],
+            env=cli_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        if not self._out.closed:
+            self._out.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def kill9(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._out.close()
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+        return int(self.proc.returncode)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._out.close()
