@@ -4,12 +4,18 @@ One protocol, three targets: HashiCorp Vault, OpenBao and OVHcloud Secret
 Manager all serve the Vault KV v2 HTTP API. Data flows one way:
 
     config.load()           YAML/JSON/HCL in Vault Agent vocabulary -> frozen Config
-      -> runner.prepare()   compile templates; every secret reference known up front
-      -> auth + vault       log in; read each unique secret once (hvac lives in vault.py only)
-      -> template / ctmpl   render in memory (Jinja2 sandbox, or consul-template syntax)
+                            (config_sources, config_values, config_build; agentconfig)
+      -> runner.prepare()   compile templates; every secret reference known up front (refs)
+      -> auth + vault       log in; read each unique secret once (hvac lives in vault.py only;
+                            transport: TLS, deadline, body bound; jsonnum: number texts)
+      -> template / ctmpl   render in memory (Jinja2 sandbox + filters, or consul-template
+                            syntax); error text through redact
       -> writer             temp file 0600 -> fsync -> rename; unchanged bytes: no write
       -> runner             commands for files that changed
-    loop                    the daemon: poll versions, watch files, renew, re-login, reload
+    loop + service          the daemon: poll versions, watch files, renew, re-login, reload
+                            (status: status file, lock, pid file; notify: sd_notify)
+    app, cli                the sub-commands; argv -> exit code (logsetup: log formats)
+    devserver               the embedded KV2 dev server (development and tests only)
 
 Public API: :func:`main` (the CLI) and the error tree in :mod:`kv2render.errors`.
 """
