@@ -16,12 +16,15 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kv2render import logsetup, runner
 from kv2render.config import Config, load
 from kv2render.errors import ConfigError, Kv2RenderError
 from kv2render.vault import SecretStore
+
+if TYPE_CHECKING:
+    from kv2render.status import InstanceLock
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,13 @@ def _destinations(cfg: Config) -> list[Path]:
     )
 
 
+def instance_lock(cfg: Config) -> InstanceLock:
+    """The lock that tells two kv2render instances serving the same files of each other."""
+    from kv2render.status import InstanceLock, lock_path
+
+    return InstanceLock(lock_path(cfg.status_file, [t.destination for t in cfg.templates]))
+
+
 def remove_leftover_temp_files(cfg: Config) -> None:
     """Remove the temp files a killed run left next to each output (KV2-INV-280).
 
@@ -86,9 +96,7 @@ def _once_cleanup(cfg: Config) -> None:
 
     if not any(stale_temp_files(d.parent, d.name) for d in _destinations(cfg)):
         return
-    from kv2render.status import InstanceLock, lock_path
-
-    lock = InstanceLock(lock_path(cfg.status_file, [t.destination for t in cfg.templates]))
+    lock = instance_lock(cfg)
     if lock.acquire():
         try:
             remove_leftover_temp_files(cfg)

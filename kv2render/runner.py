@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 from kv2render.config import Config, TemplateSpec
 from kv2render.errors import (
@@ -263,17 +263,27 @@ def read_secrets(
         log.debug("read %s@v%d", location, version.version)
         return version
 
-    workers = max(1, min(concurrency, len(unique)))
+    results = _bounded_map(read_one, unique, concurrency, "kv2render-read")
+    out.update(zip(unique, results, strict=True))
+    return out
+
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
+
+
+def _bounded_map(
+    fn: Callable[[_A], _R], items: Sequence[_A], concurrency: int, name: str
+) -> list[_R]:
+    """``fn`` over ``items``, at most ``concurrency`` at a time, results in order. One item
+    (or concurrency 1) runs inline: no pool, no thread, no import."""
+    workers = max(1, min(concurrency, len(items)))
     if workers == 1:
-        for location in unique:
-            out[location] = read_one(location)
-        return out
+        return [fn(item) for item in items]
     from concurrent.futures import ThreadPoolExecutor  # only when there is work to share
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kv2render-read") as pool:
-        for location, result in zip(unique, pool.map(read_one, unique), strict=True):
-            out[location] = result
-    return out
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
+        return list(pool.map(fn, items))
 
 
 # -- one pass ------------------------------------------------------------------------------
@@ -319,9 +329,7 @@ def render_template(
 
 
 def render_all(
-    jobs: Sequence[
-        tuple[PreparedTemplate, Mapping[SecretLocation, SecretVersion | Kv2RenderError]]
-    ],
+    jobs: Sequence[tuple[PreparedTemplate, Secrets]],
     *,
     concurrency: int = 8,
     write: Callable[..., bool] | None = None,
@@ -342,13 +350,7 @@ def render_all(
             error = Kv2RenderError(f"internal error {type(exc).__name__}", where=item.spec.where)
             return RenderResult(item.spec, error=error)
 
-    workers = max(1, min(concurrency, len(jobs)))
-    if workers == 1:
-        return [one(job) for job in jobs]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kv2render-render") as pool:
-        return list(pool.map(one, jobs))
+    return _bounded_map(one, jobs, concurrency, "kv2render-render")
 
 
 def run_pass(

@@ -155,14 +155,14 @@ def run(
 ) -> int:
     """The daemon process: exit 0 on SIGTERM/SIGINT, the error's code when retries run out."""
     from kv2render import config as config_mod
-    from kv2render.app import remove_leftover_temp_files, warn_transport
-    from kv2render.status import InstanceLock, PidFile, lock_path
+    from kv2render.app import instance_lock, remove_leftover_temp_files, warn_transport
+    from kv2render.status import PidFile
 
     stop = threading.Event()
     ticks = QueueTicks()
     notifier = Notifier(env)
     warn_transport(cfg)
-    lock = InstanceLock(lock_path(cfg.status_file, [t.destination for t in cfg.templates]))
+    lock = instance_lock(cfg)
     lock.acquire()
     pid_file = PidFile(cfg.pid_file)
     watcher = Watcher(ticks.put)
