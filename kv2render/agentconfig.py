@@ -48,7 +48,6 @@ __all__ = [
     "Notice",
     "agent_reason",
     "convert_config",
-    "is_agent_config",
     "normalize",
 ]
 
@@ -148,10 +147,6 @@ def agent_reason(path: Path, tree: Any) -> str | None:
             if key in _AGENT_TEMPLATE_KEYS:
                 return f"a template has the agent-only '{key}' key"
     return None
-
-
-def is_agent_config(path: Path, tree: Any) -> bool:
-    return agent_reason(path, tree) is not None
 
 
 def _first(value: Any) -> Any:
