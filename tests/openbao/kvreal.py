@@ -54,7 +54,9 @@ def config(
     }
     if auth is None:
         path = token_file(workdir, server.root_token if token is None else token)
-        tree["auto_auth"] = {"method": {"type": "token_file", "config": {"token_file_path": str(path)}}}
+        tree["auto_auth"] = {
+            "method": {"type": "token_file", "config": {"token_file_path": str(path)}}
+        }
     elif auth:
         tree["auto_auth"] = dict(auth)
     if interval is not None:
@@ -68,9 +70,7 @@ def ref_template(ref: str, destination: Path) -> dict[str, Any]:
     return {"ref": ref, "destination": str(destination)}
 
 
-def once(
-    workdir: Path, tree: Mapping[str, Any], env: Mapping[str, str] | None = None
-) -> CliResult:
+def once(workdir: Path, tree: Mapping[str, Any], env: Mapping[str, str] | None = None) -> CliResult:
     """``kv2render --config ... --once`` in-process, at debug level (more text to search)."""
     path = write_config(workdir, tree)
     return run_cli(["--config", str(path), "--once", "--log-level", "debug"], env)
@@ -84,7 +84,9 @@ def once_subprocess(
 ) -> CliResult:
     """The same as a separate process, for what only a process boundary shows (environment)."""
     path = write_config(workdir, tree)
-    return run_cli_subprocess(["--config", str(path), "--once", "--log-level", "debug", *extra], env)
+    return run_cli_subprocess(
+        ["--config", str(path), "--once", "--log-level", "debug", *extra], env
+    )
 
 
 @dataclass(frozen=True)
@@ -145,4 +147,3 @@ def daemon_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 def kv_metadata(server: BaoServer, path: str, *, mount: str = "secret") -> dict[str, Any]:
     out: dict[str, Any] = server.api("GET", f"{mount}/metadata/{path}")["data"]
     return out
-

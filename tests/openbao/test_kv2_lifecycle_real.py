@@ -210,12 +210,16 @@ def test_a_pinned_version_pruned_by_max_versions_exits_4(
     for value in values:
         bao_server.kv_put(path, {"password": value})
     assert sorted(kv_metadata(bao_server, path)["versions"]) == ["2", "3"]
-    gone = once(workdir, config(bao_server, workdir, [ref_template(_ref(path, version=1), out / "a")]))
+    gone = once(
+        workdir, config(bao_server, workdir, [ref_template(_ref(path, version=1), out / "a")])
+    )
     assert gone.code == 4, gone.err
     assert f"secret/{path}?version=1: no version 1 at this path" in gone.err
     assert "check the ?version= of the reference" in gone.err
     assert not (out / "a").exists()
-    kept = once(workdir, config(bao_server, workdir, [ref_template(_ref(path, version=2), out / "b")]))
+    kept = once(
+        workdir, config(bao_server, workdir, [ref_template(_ref(path, version=2), out / "b")])
+    )
     assert kept.code == 0, kept.err
     assert_rendered(out / "b", values[1])
     for result in (gone, kept):
