@@ -5,13 +5,15 @@ config and the CLI (in-process ``cli.main``, or ``python -m kv2render`` as a sub
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.daemon.conftest import Daemon, write_yaml
 from tests.integration.cli_helpers import CliResult, run_cli, run_cli_subprocess, write_config
 from tests.realbao import BaoServer
 
@@ -138,12 +140,27 @@ def status(workdir: Path) -> dict[str, Any]:
     return doc
 
 
-def daemon_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = dict(extra or {})
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
 def kv_metadata(server: BaoServer, path: str, *, mount: str = "secret") -> dict[str, Any]:
     out: dict[str, Any] = server.api("GET", f"{mount}/metadata/{path}")["data"]
     return out
+
+
+@contextlib.contextmanager
+def running_daemon(
+    workdir: Path, tree: Mapping[str, Any], env: Mapping[str, str] | None = None
+) -> Iterator[Daemon]:
+    """``python -m kv2render --config ...`` (the daemon) at debug level; killed at the end.
+    Its log lives in ``workdir/logs`` (the daemon watches the config's own folder)."""
+    path = write_yaml(workdir / "kv2render.yaml", tree)
+    daemon = Daemon(path, workdir, env)
+    try:
+        yield daemon
+    finally:
+        daemon.close()
+
+
+def stop_cleanly(daemon: Daemon) -> str:
+    """SIGTERM: exit 0 within 5 s (KV2-AC-176); the whole log."""
+    code, _seconds = daemon.terminate()
+    assert code == 0, daemon.log()[-3000:]
+    return daemon.log()
