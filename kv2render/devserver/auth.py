@@ -21,9 +21,21 @@ from kv2render.devserver._time import DEFAULT_TTL, Clock
 CAPABILITIES = frozenset({"create", "read", "update", "patch", "delete", "list", "sudo", "deny"})
 
 
-def new_token_id() -> str:
-    # Service-token prefix kept by both Vault and OpenBao (kv2-wire.md §4.1).
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def new_token_id(openbao: bool = False) -> str:
+    if openbao:
+        # Measured on OpenBao 2.7.2: "s." and 24 base62 characters (KV2-AC-342).
+        return "s." + "".join(secrets.choice(_ALNUM) for _ in range(24))
+    # Vault's service-token prefix (kv2-wire.md §4.1).
     return "hvs." + secrets.token_urlsafe(18)
+
+
+def new_accessor(openbao: bool = False) -> str:
+    if openbao:
+        return "".join(secrets.choice(_ALNUM) for _ in range(24))
+    return secrets.token_urlsafe(18)
 
 
 @dataclass
@@ -54,8 +66,9 @@ class Token:
 
 
 class TokenStore:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, openbao: bool = False) -> None:
         self.clock = clock
+        self.openbao = openbao  # OpenBao-shaped token ids and accessors
         self.tokens: dict[str, Token] = {}
 
     def create(
@@ -86,8 +99,8 @@ class TokenStore:
             effective = explicit_max_ttl
         now = self.clock()
         token = Token(
-            id=token_id or new_token_id(),
-            accessor=secrets.token_urlsafe(18),
+            id=token_id or new_token_id(self.openbao),
+            accessor=new_accessor(self.openbao),
             policies=pols,
             issued=now,
             ttl=effective,

@@ -12,7 +12,9 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from kv2render.devserver import gofields
 from kv2render.devserver._time import WallClock, format_duration, parse_duration, rfc3339
+from kv2render.devserver.numbers import go_float64
 from kv2render.devserver.protocol import ApiError, RawNotFound
 
 DEFAULT_MAX_VERSIONS = 10
@@ -141,10 +143,15 @@ class KvV2:
 
     version = 2
 
-    def __init__(self, path: str, wall: WallClock, attribution: bool) -> None:
+    def __init__(
+        self, path: str, wall: WallClock, attribution: bool, openbao: bool = False
+    ) -> None:
         self.path = path  # with trailing "/", namespace-qualified
         self.wall = wall
         self.attribution = attribution  # Vault flavour: created_by/deleted_by/last_updated_by
+        # OpenBao flavour: data numbers round-trip through float64 (numbers.py, KV2-INV-340),
+        # fields convert and fail as measured on OpenBao (gofields.py, KV2-AC-342).
+        self.openbao = openbao
         self.max_versions = 0
         self.cas_required = False
         self.delete_version_after = 0
@@ -191,16 +198,15 @@ class KvV2:
         if name == "":
             raise ApiError(400, "missing path")
         if not isinstance(data, dict):
+            if self.openbao and data is not None:
+                raise gofields.data_type_error(data)
             raise ApiError(400, "no data provided")
         key = self.keys.get(name)
         current = key.current_version if key is not None else 0
         required = self.cas_required or (key is not None and key.cas_required)
         opts = options if isinstance(options, dict) else {}
-        if "cas" in opts and opts["cas"] is not None:
-            try:
-                cas = int(opts["cas"])
-            except (TypeError, ValueError) as exc:
-                raise ApiError(400, "error parsing check-and-set parameter") from exc
+        if "cas" in opts and (self.openbao or opts["cas"] is not None):
+            cas = self._cas(opts["cas"])
             if cas != current:
                 raise ApiError(400, "check-and-set parameter did not match the current version")
         elif required:
@@ -214,12 +220,21 @@ class KvV2:
         key.updated_ns = now
         stamp = dict(actor, operation=operation) if actor and self.attribution else None
         key.last_updated_by = stamp
-        ver = Version(created_ns=now, data=copy.deepcopy(data), created_by=stamp)
+        stored = go_float64(data) if self.openbao else copy.deepcopy(data)
+        ver = Version(created_ns=now, data=stored, created_by=stamp)
         if self._dva(key):
             ver.deletion_ns = now + self._dva(key) * 1_000_000_000
         key.versions[key.current_version] = ver
         self._prune(key)
         return self._meta(key, key.current_version, ver)
+
+    def _cas(self, raw: Any) -> int:
+        if self.openbao:
+            return gofields.cas_value(raw)
+        try:
+            return int(raw)
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, "error parsing check-and-set parameter") from exc
 
     def _prune(self, key: Key) -> None:
         limit = key.max_versions or self.max_versions or DEFAULT_MAX_VERSIONS
@@ -338,11 +353,18 @@ class KvV2:
             raise ApiError(
                 400, "missing path" if name == "" else "cannot write to a path ending in '/'"
             )
-        max_versions = _int_field(body, "max_versions")
+        if self.openbao:
+            max_versions = gofields.int_field(body, "max_versions")
+            dva = gofields.duration_field(body, "delete_version_after")
+        else:
+            max_versions = _int_field(body, "max_versions")
+            dva = _duration_field(body, "delete_version_after")
         cas_required = _bool_field(body, "cas_required")
-        dva = _duration_field(body, "delete_version_after")
         custom = body.get("custom_metadata")
-        custom_md = _validate_custom_metadata(custom) if custom is not None else None
+        custom_md: dict[str, str] | None = None
+        if custom is not None:
+            check = gofields.custom_metadata if self.openbao else _validate_custom_metadata
+            custom_md = check(custom)
         now = self.wall.now_ns()
         key = self.keys.get(name)
         if key is None:
