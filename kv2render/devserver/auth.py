@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kv2render.devserver._time import DEFAULT_TTL, Clock
+from kv2render.devserver._time import DEFAULT_TTL, Clock, human_duration
 
 CAPABILITIES = frozenset({"create", "read", "update", "patch", "delete", "list", "sudo", "deny"})
 
@@ -56,6 +56,7 @@ class Token:
     entity_id: str = ""
     namespace: str = ""  # "" = root namespace, else "ns1/"
     last_renewal: float | None = None
+    max_ttl: int = 0  # a role's token_max_ttl: caps renewals without showing in lookups
 
     @property
     def is_root(self) -> bool:
@@ -87,6 +88,7 @@ class TokenStore:
         entity_id: str = "",
         namespace: str = "",
         no_default_policy: bool = False,
+        max_ttl: int = 0,
     ) -> Token:
         pols = sorted(set(policies))
         if "root" in pols:
@@ -114,6 +116,7 @@ class TokenStore:
             explicit_max_ttl=explicit_max_ttl,
             entity_id=entity_id,
             namespace=namespace,
+            max_ttl=max_ttl,
         )
         self.tokens[token.id] = token
         return token
@@ -135,6 +138,11 @@ class TokenStore:
         if token.num_uses > 0:
             token.num_uses -= 1
             if token.num_uses == 0:
+                # The request that spends the last use still runs; a lookup-self made with it
+                # shows num_uses -1 on OpenBao (measured, KV2-AC-342), as Vault marks a token
+                # whose revocation is pending.
+                if self.openbao:
+                    token.num_uses = -1
                 self.tokens.pop(token.id, None)
 
     def revoke(self, token_id: str) -> None:
@@ -146,12 +154,16 @@ class TokenStore:
             raise ValueError("lease is not renewable")
         now = self.clock()
         wanted = increment if increment else token.ttl
-        max_ttl = token.explicit_max_ttl or DEFAULT_TTL
+        max_ttl = min(t for t in (token.explicit_max_ttl, token.max_ttl, DEFAULT_TTL) if t)
         remaining_max = max(0, int(token.issued + max_ttl - now))
         warnings = None
         if wanted > remaining_max:
+            if self.openbao:  # measured wording: the configured max, in humanDuration
+                shown = (human_duration(wanted), human_duration(max_ttl))
+            else:
+                shown = (f"{wanted}s", f"{remaining_max}s")
             warnings = [
-                f'TTL of "{wanted}s" exceeded the effective max_ttl of "{remaining_max}s"; '
+                f'TTL of "{shown[0]}" exceeded the effective max_ttl of "{shown[1]}"; '
                 "TTL value is capped accordingly"
             ]
             wanted = remaining_max
@@ -267,6 +279,7 @@ class AppRole:
     policies: list[str]
     token_ttl: int | None
     renewable: bool
+    token_max_ttl: int = 0
 
 
 @dataclass

@@ -64,9 +64,10 @@ def match_login(router: Router, ns: str, rel: str) -> LoginHandler | None:
     def handler(req: Request) -> Reply:
         # Measured: OpenBao's approle login path also answers a read (GET), as a login
         # without a body (KV2-AC-342).
-        read_login = router.state.flavor == OPENBAO and method == "approle" and req.op == "read"
-        if req.op != "write" and not read_login:
-            raise ApiError(405, UNSUPPORTED_OPERATION)
+        openbao = router.state.flavor == OPENBAO
+        if req.op != "write" and not (openbao and method == "approle" and req.op == "read"):
+            # Measured: OpenBao's login paths say it without the multierror layout.
+            raise ApiError(405, "unsupported operation" if openbao else UNSUPPORTED_OPERATION)
         token = _login(router.state, method, mount_key, ns, username, req)
         return router.wire.ok(None, auth=auth_block(token), mount_type="")
 
@@ -97,6 +98,7 @@ def _login(st: State, method: str, mount_key: str, ns: str, username: str, req: 
             path=path,
             meta={"role_name": role.name},
             orphan=True,
+            max_ttl=role.token_max_ttl,
             entity_id=entity_for("approle", mount_key + role.name),
             namespace=ns,
         )
@@ -105,8 +107,8 @@ def _login(st: State, method: str, mount_key: str, ns: str, username: str, req: 
         password = body.get("password")
         if not user:
             raise ApiError(400, "missing username")
-        if not password:
-            raise ApiError(400, "missing password")
+        if not password:  # OpenBao 2.7.2 answers 500 (measured, KV2-AC-342)
+            raise ApiError(500 if st.flavor == OPENBAO else 400, "missing password")
         entry = st.auth.userpass[mount_key].get(user)
         if entry is None or entry[0] != password:
             raise ApiError(400, "invalid username or password")
@@ -133,7 +135,9 @@ def _jwt_login(
     if not jwt:
         raise ApiError(400, "missing jwt" if method == "kubernetes" else "missing token")
     if not role:
-        if method == "kubernetes":
+        # OpenBao's jwt method has no implicit role unless default_role is configured, which
+        # the seed cannot set: "missing role" (measured, KV2-AC-342).
+        if method == "kubernetes" or st.flavor == OPENBAO:
             raise ApiError(400, "missing role")
         roles = {g.role for g in grants}
         role = roles.pop() if len(roles) == 1 else None

@@ -17,9 +17,10 @@ from kv2render.devserver.protocol import ApiError
 from kv2render.jsonnum import number_text
 
 __all__ = [
+    "NO_DATA",
     "cas_value",
     "custom_metadata",
-    "data_type_error",
+    "data_value",
     "duration_field",
     "go_type",
     "int_field",
@@ -42,16 +43,39 @@ def go_type(value: Any) -> str:
     return _MAP
 
 
-def _unconvertible(field: str, want: str, value: Any) -> str:
+# The router passes this when the body has no "data" key at all ("no data provided");
+# an explicit null is stored as a version whose data reads back as null.
+NO_DATA: Any = object()
+
+
+def _unconvertible(field: str, want: str, value: Any, where: str = "") -> str:
     return (
-        f"error converting input for field \"{field}\": '' expected type '{want}', "
+        f"error converting input for field \"{field}\": '{where}' expected type '{want}', "
         f"got unconvertible type '{go_type(value)}'"
     )
 
 
-def data_type_error(value: Any) -> ApiError:
-    """``data`` that is not an object."""
-    return ApiError(400, _unconvertible("data", _MAP, value))
+def data_value(value: Any) -> dict[str, Any] | None:
+    """``data`` as mapstructure decodes it: null stays null, an array of objects (nested at
+    any depth) merges into one object, anything else is refused naming the element."""
+    if value is None or isinstance(value, dict):
+        return value
+    if not isinstance(value, list):
+        raise ApiError(400, _unconvertible("data", _MAP, value))
+    merged: dict[str, Any] = {}
+    _merge(value, "", merged)
+    return merged
+
+
+def _merge(items: list[Any], where: str, merged: dict[str, Any]) -> None:
+    for i, item in enumerate(items):
+        here = f"{where}[{i}]"
+        if isinstance(item, dict):
+            merged.update(item)
+        elif isinstance(item, list):
+            _merge(item, here, merged)
+        else:
+            raise ApiError(400, _unconvertible("data", _MAP, item, here))
 
 
 def version_error() -> ApiError:

@@ -197,9 +197,9 @@ class KvV2:
     ) -> dict[str, Any]:
         if name == "":
             raise ApiError(400, "missing path")
-        if not isinstance(data, dict):
-            if self.openbao and data is not None:
-                raise gofields.data_type_error(data)
+        if self.openbao and data is not gofields.NO_DATA:
+            data = gofields.data_value(data)  # measured conversions (KV2-AC-342)
+        elif not isinstance(data, dict):
             raise ApiError(400, "no data provided")
         key = self.keys.get(name)
         current = key.current_version if key is not None else 0

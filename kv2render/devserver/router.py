@@ -310,7 +310,9 @@ class Router:
         if op == "write":
             if name.endswith("/"):
                 raise ApiError(400, "cannot write to a path ending in '/'")
-            meta = mount.write(name, req.data.get("data"), req.data.get("options"), token.actor())
+            missing = gofields.NO_DATA if self.state.flavor == OPENBAO else None
+            data = req.data.get("data", missing)
+            meta = mount.write(name, data, req.data.get("options"), token.actor())
             return self._written(meta)
         if op == "delete":
             mount.delete_latest(name, token.actor())

@@ -336,6 +336,7 @@ class DevServer:
         mount: str = "approle",
         *,
         namespace: str = "",
+        token_max_ttl: float | None = None,
     ) -> None:
         with self.state.lock:
             roles = self.state.auth.approle.setdefault(self._auth_key(mount, namespace), {})
@@ -350,6 +351,7 @@ class DevServer:
                 list(policies),
                 int(token_ttl) if token_ttl else None,
                 renewable,
+                int(token_max_ttl) if token_max_ttl else 0,
             )
 
     def add_userpass(

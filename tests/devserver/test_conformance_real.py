@@ -27,7 +27,7 @@ def measured(bao_fresh_server: BaoServer) -> Iterator[list[conf.Outcome]]:
     other_key, _ = conf.make_jwt_keys()
     bad_jwt = conf.sign_jwt(other_key, conf.jwt_claims())  # valid shape, wrong signer
 
-    conf.setup_real(bao_fresh_server.api, pem)
+    conf.setup_real(bao_fresh_server, pem)
     real = conf.Target("real", bao_fresh_server.address, {"jwt": jwt, "bad_jwt": bad_jwt})
     real_answers = conf.run_script(real)
 
