@@ -250,24 +250,28 @@ def cert_identity(st: State, peer: dict[str, Any]) -> Token:
 # -- auth/token/* ---------------------------------------------------------------------
 
 
-def token_api(router: Router, req: Request, token: Token, sub: str, acl_path: str) -> Reply:
-    st, wire = router.state, router.wire
-    op = req.op
+def _self_api(router: Router, req: Request, token: Token, sub: str, acl_path: str) -> Reply:
+    """lookup-self, renew-self and revoke-self."""
+    st, op = router.state, req.op
     if st.flavor == OPENBAO:
         _check_token_acl(router, token, sub, op, acl_path)
     if sub == "lookup-self":
         if op not in ("read", "write"):
             raise ApiError(405, UNSUPPORTED_OPERATION)
-        return wire.ok(lookup_data(st, token), mount_type="token")
+        return router.wire.ok(lookup_data(st, token), mount_type="token")
+    if op != "write":
+        raise ApiError(405, UNSUPPORTED_OPERATION)
     if sub == "renew-self":
-        if op != "write":
-            raise ApiError(405, UNSUPPORTED_OPERATION)
         return _renew(router, token, req.data)
-    if sub == "revoke-self":
-        if op != "write":
-            raise ApiError(405, UNSUPPORTED_OPERATION)
-        st.tokens.revoke(token.id)
-        return wire.no_content()
+    st.tokens.revoke(token.id)
+    return router.wire.no_content()
+
+
+def token_api(router: Router, req: Request, token: Token, sub: str, acl_path: str) -> Reply:
+    st, wire = router.state, router.wire
+    op = req.op
+    if sub in _DEFAULT_POLICY:
+        return _self_api(router, req, token, sub, acl_path)
     if sub in ("create", "create-orphan"):
         if op != "write":
             raise ApiError(405, UNSUPPORTED_OPERATION)
@@ -300,8 +304,6 @@ def _check_token_acl(router: Router, token: Token, sub: str, op: str, acl_path: 
     """Measured on OpenBao: the self endpoints pass the ACL like any path, so a token with
     only the default policy may GET lookup-self (not POST it) and POST renew-self and
     revoke-self (not GET them); anything else is 403 (KV2-AC-342)."""
-    if sub not in _DEFAULT_POLICY:
-        return
     cap = {"read": "read", "write": "update"}.get(op, op)
     builtin = "default" in token.policies and "default" not in router.state.policies.rules
     if builtin and _DEFAULT_POLICY[sub] == cap:

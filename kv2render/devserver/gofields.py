@@ -169,8 +169,7 @@ def custom_metadata(raw: Any) -> dict[str, str]:
             problems.append(f'length of key "{key}" is {len(key)} but must be 0 < len(key) <= 128')
         if not 0 < len(value) <= 512:
             problems.append(
-                f'length of value for key "{key}" is {len(value)} but must be '
-                "0 < len(value) <= 512"
+                f'length of value for key "{key}" is {len(value)} but must be 0 < len(value) <= 512'
             )
     if problems:
         items = "".join(f"\t* custom_metadata validation failed: {p}\n" for p in problems)

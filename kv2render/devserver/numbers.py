@@ -64,9 +64,8 @@ def out_of_range(value: Any) -> str | None:
     if isinstance(value, int | float):
         text = number_text(value) or repr(value)
         return text if math.isinf(float(text)) else None
-    children = value.values() if isinstance(value, dict) else value
-    if isinstance(children, list) or isinstance(value, dict):
-        for child in children:
+    if isinstance(value, dict | list):
+        for child in value.values() if isinstance(value, dict) else value:
             found = out_of_range(child)
             if found is not None:
                 return found

@@ -83,31 +83,39 @@ def parse_body(req: Request, flavor: str = VAULT) -> dict[str, Any]:
     if not req.body.strip():
         return {}
     # OpenBao words its decode errors as Go's encoding/json does (measured, KV2-AC-342).
-    prefix = "failed to decode JSON input: " if flavor == OPENBAO else "failed to parse JSON input: "
+    prefix = (
+        "failed to decode JSON input: " if flavor == OPENBAO else "failed to parse JSON input: "
+    )
     try:
         # Numbers keep their text, as Vault's jsonutil (UseNumber) stores them.
         value = jsonnum.loads(req.body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, f"{prefix}{exc}") from exc
     if flavor == OPENBAO:
-        if value is None:
-            return {}  # Go decodes null into a nil map: an empty request
-        if not isinstance(value, dict):
-            kind = _GO_KINDS.get(type(value), "number")
-            raise ApiError(
-                400, f"{prefix}json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
-            )
-        big = out_of_range(value)
-        if big is not None:  # OpenBao also decodes every body into float64 (KV2-INV-340)
-            raise ApiError(
-                400, f"{prefix}json: cannot unmarshal number {big} into Go value of type float64"
-            )
-        return value
+        return _openbao_body(value, prefix)
     if not isinstance(value, dict):
         kind = type(value).__name__
         raise ApiError(
             400,
             f"failed to parse JSON input: cannot unmarshal {kind} into a JSON object",
+        )
+    return value
+
+
+def _openbao_body(value: Any, prefix: str) -> dict[str, Any]:
+    if value is None:
+        return {}  # Go decodes null into a nil map: an empty request
+    if not isinstance(value, dict):
+        kind = _GO_KINDS.get(type(value), "number")
+        raise ApiError(
+            400,
+            f"{prefix}json: cannot unmarshal {kind} into Go value of type "
+            "map[string]interface {}",
+        )
+    big = out_of_range(value)
+    if big is not None:  # OpenBao also decodes every body into float64 (KV2-INV-340)
+        raise ApiError(
+            400, f"{prefix}json: cannot unmarshal number {big} into Go value of type float64"
         )
     return value
 
@@ -226,13 +234,7 @@ class Router:
         first, _, name = sub.partition("/")
         op = req.op
         if self.state.flavor == OPENBAO and sub in ("data/", "metadata/") and op != "list":
-            # Measured: with the slash, OpenBao routes to an empty key name (KV2-AC-342).
-            self.require(token, acl_path, self.caps_for(op, exists=True))
-            if op == "write":
-                raise ApiError(400, "cannot write to a path ending in '/'")
-            if op == "delete":
-                return self.wire.no_content()
-            raise ApiError(404)
+            return self._openbao_slash_root(token, op, acl_path)
         if (
             first in ("data", "metadata")
             and name == ""
@@ -283,6 +285,15 @@ class Router:
                 f"'{cli} kv get' for this operation."
             ],
         )
+
+    def _openbao_slash_root(self, token: Token, op: str, acl_path: str) -> Reply:
+        # Measured: with the slash, OpenBao routes to an empty key name (KV2-AC-342).
+        self.require(token, acl_path, self.caps_for(op, exists=True))
+        if op == "write":
+            raise ApiError(400, "cannot write to a path ending in '/'")
+        if op == "delete":
+            return self.wire.no_content()
+        raise ApiError(404)
 
     def _unsupported(self) -> ApiError:
         if self.state.flavor == OVH:

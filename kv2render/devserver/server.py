@@ -86,9 +86,7 @@ class DevServer:
         if flavor == OPENBAO and root_token is not None:
             # `bao server -dev -dev-root-token-id=X` makes X through auth/token/create: an
             # orphan named "token" (measured, KV2-AC-342).
-            token = self.state.tokens.create(
-                ["root"], 0, False, token_id=root_token, orphan=True
-            )
+            token = self.state.tokens.create(["root"], 0, False, token_id=root_token, orphan=True)
         else:
             token = self.state.tokens.create(
                 ["root"], 0, False, token_id=root_token, display_name="root", path="auth/token/root"

@@ -114,7 +114,9 @@ SCRIPT: tuple[Step, ...] = (
         {"data": {"k": "v"}, "options": {"cas": 0}},
         values=("data.version",),
     ),
-    _kv("read latest", "GET", "secret/data/conf/app", values=("data.data", "data.metadata.version")),
+    _kv(
+        "read latest", "GET", "secret/data/conf/app", values=("data.data", "data.metadata.version")
+    ),
     _kv(
         "read version 1",
         "GET",
@@ -683,8 +685,13 @@ SCRIPT: tuple[Step, ...] = (
         {"policies": ["app"], "ttl": "5m", "renewable": False},
         save=(("fixed", "auth.client_token"),),
     ),
-    _kv("renew-self of a token that is not renewable", "POST", "auth/token/renew-self",
-        {}, token="$fixed"),
+    _kv(
+        "renew-self of a token that is not renewable",
+        "POST",
+        "auth/token/renew-self",
+        {},
+        token="$fixed",
+    ),
     _kv(
         "renew-self approle beyond max ttl",
         "POST",
@@ -709,7 +716,9 @@ class Known:
     steps: tuple[str, ...] = ()
 
     def matches(self, step: str, diff: str) -> bool:
-        return (not self.steps or step in self.steps) and re.fullmatch(self.pattern, diff) is not None
+        return (not self.steps or step in self.steps) and re.fullmatch(
+            self.pattern, diff
+        ) is not None
 
 
 KNOWN: tuple[Known, ...] = (
