@@ -158,8 +158,8 @@ class TokenStore:
         remaining_max = max(0, int(token.issued + max_ttl - now))
         warnings = None
         if wanted > remaining_max:
-            if self.openbao:  # measured wording: the configured max, in humanDuration
-                shown = (human_duration(wanted), human_duration(max_ttl))
+            if self.openbao:  # measured wording: what is left of the max, in humanDuration
+                shown = (human_duration(wanted), human_duration(remaining_max))
             else:
                 shown = (f"{wanted}s", f"{remaining_max}s")
             warnings = [
