@@ -663,6 +663,44 @@ SCRIPT: tuple[Step, ...] = (
         values=("data.keys",),
     ),
     _kv("an unknown namespace", "GET", "secret/data/conf/app", namespace="nope"),
+    # ---- mount discovery (kv2render and Vault Agent ask this first) and sys
+    _kv(
+        "mount discovery as root",
+        "GET",
+        "sys/internal/ui/mounts/secret/conf/app",
+        values=("data.path", "data.type", "data.options", "data.local", "data.seal_wrap"),
+    ),
+    _kv(
+        "mount discovery with a policy token",
+        "GET",
+        "sys/internal/ui/mounts/secret/conf/app",
+        token="$approle",
+        values=("data.path", "data.type", "data.options"),
+    ),
+    _kv("mount discovery without a token", "GET", "sys/internal/ui/mounts/secret/x", token="none"),
+    _kv("mount discovery of an unknown mount", "GET", "sys/internal/ui/mounts/nomount/x"),
+    _kv(
+        "mount discovery in a namespace",
+        "GET",
+        "sys/internal/ui/mounts/secret/conf/ns-app",
+        namespace="team-a",
+        values=("data.path", "data.type", "data.options"),
+    ),
+    _kv(
+        "health",
+        "GET",
+        "sys/health",
+        token="none",
+        values=("initialized", "sealed", "standby"),
+    ),
+    _kv("seal status", "GET", "sys/seal-status", token="none", values=("sealed", "initialized")),
+    # ---- KV v1
+    _kv("KV v1 write", "POST", "kv1/conf/app", '{"password":"p1","n":1.50,"m":1e3}'),
+    _kv("KV v1 read", "GET", "kv1/conf/app", values=("data", "lease_duration")),
+    _kv("KV v1 LIST", "LIST", "kv1/conf", values=("data.keys",)),
+    _kv("KV v1 read missing", "GET", "kv1/conf/missing"),
+    _kv("KV v1 delete", "DELETE", "kv1/conf/app"),
+    _kv("KV v1 read after delete", "GET", "kv1/conf/app"),
     # ---- token renew and create edge cases
     _kv(
         "token create with num_uses",
@@ -1035,6 +1073,7 @@ def setup_real(bao: BaoServer, public_pem: str) -> None:
     bao.create_namespace("team-a")
     bao.enable_kv2("secret", namespace="team-a")  # waits until the KV v2 upgrade is done
     api = bao.api
+    api("POST", "sys/mounts/kv1", {"type": "kv", "options": {"version": "1"}})
     api("PUT", "sys/policies/acl/app", {"policy": APP_POLICY_HCL})
     api("POST", "sys/auth/approle", {"type": "approle"})
     api(
@@ -1063,6 +1102,7 @@ def setup_real(bao: BaoServer, public_pem: str) -> None:
 def setup_dev(srv: Any, jwt: str) -> None:
     """The same policies, logins and namespace, seeded through the DevServer Python API."""
     srv.add_mount("secret", namespace="team-a")
+    srv.add_mount("kv1", version=1)
     srv.add_policy("app", APP_POLICY_RULES)
     srv.add_approle("conf", ROLE_ID, SECRET_ID, ["app"], token_ttl=3600, token_max_ttl=4 * 3600)
     srv.add_userpass(USER, PASSWORD, ["app"])
