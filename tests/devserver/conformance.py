@@ -4,7 +4,7 @@ The script (``SCRIPT``) is data: each ``Step`` is a method, a path under ``/v1/`
 token to send and an optional namespace. ``run_script`` plays it against one server and keeps
 each answer; ``compare`` reports, per step, every difference in:
 
-* the status code;
+* the status code and the Content-Type header;
 * the JSON shape: the key SET of every object, recursively, and the JSON type of every value
   (object, array, string, number, bool, null); arrays compare element by element;
 * the ``errors`` and ``warnings`` texts, exactly;
@@ -794,6 +794,7 @@ class Answer:
     text: str
     body: Any  # decoded JSON (numbers keep their literal), None without a body
     is_json: bool
+    content_type: str | None = None
 
 
 @dataclass
@@ -865,7 +866,7 @@ def send(session: requests.Session, target: Target, step: Step) -> Answer:
             target.variables[var] = str(dig(body, path))
         except (KeyError, IndexError, ValueError, TypeError):
             pass
-    return Answer(resp.status_code, text, body, is_json)
+    return Answer(resp.status_code, text, body, is_json, resp.headers.get("Content-Type"))
 
 
 def run_script(target: Target, script: tuple[Step, ...] = SCRIPT) -> list[Answer]:
@@ -943,6 +944,8 @@ def step_diffs(step: Step, real: Answer, dev: Answer) -> list[str]:
     out: list[str] = []
     if real.status != dev.status:
         out.append(f"status: {real.status} (real) != {dev.status} (dev)")
+    if real.content_type != dev.content_type:  # hvac compares it with == before reading errors
+        out.append(f"content-type: {real.content_type} (real) != {dev.content_type} (dev)")
     if real.is_json != dev.is_json or (not real.is_json and real.text.strip() != dev.text.strip()):
         out.append(f"body: {real.text.strip()[:80]!r} (real) != {dev.text.strip()[:80]!r} (dev)")
     if not (real.is_json and dev.is_json):
