@@ -5,9 +5,13 @@ For development and tests only: it speaks the Vault KV v2 HTTP API faithfully
 ovh), but keeps everything in memory and is not a security boundary.
 
     HTTP client --socket--> httpserver (keep-alive, TLS, faults, counters)
-        -> router (namespace, token, ACL) -> kv (KV v1/v2 engines)
+        -> router (namespace, token, ACL) -> kv (KV v1/v2 engines; fields, gofields)
                                           -> endpoints (logins, auth/token, sys)
     DevServer (server.py): the Python API tests use; seed.py loads YAML seeds.
+
+The openbao flavour follows what the real OpenBao server was measured to answer
+(tests/devserver/test_conformance_real.py, docs/dev-server.md): numbers.py stores KV v2
+numbers as float64, gofields.py converts fields and words errors as OpenBao does.
 """
 
 from __future__ import annotations

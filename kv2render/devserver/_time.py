@@ -95,3 +95,15 @@ def format_duration(seconds: int) -> str:
     if minutes:
         return f"{minutes}m{secs}s"
     return f"{secs}s"
+
+
+def human_duration(seconds: int) -> str:
+    """Vault SDK's humanDuration: Duration.String() without zero minutes and seconds
+    ("100h", "1h30m", "45s"), as in the TTL-capped warning."""
+    text = format_duration(seconds)
+    if text.endswith("m0s"):
+        text = text[:-2]
+    idx = text.find("h0m")
+    if idx > 0:
+        text = text[: idx + 1] + text[idx + 3 :]
+    return text

@@ -16,14 +16,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kv2render.devserver._time import DEFAULT_TTL, Clock
+from kv2render.devserver._time import DEFAULT_TTL, Clock, human_duration
 
 CAPABILITIES = frozenset({"create", "read", "update", "patch", "delete", "list", "sudo", "deny"})
 
 
-def new_token_id() -> str:
-    # Service-token prefix kept by both Vault and OpenBao (kv2-wire.md §4.1).
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def new_token_id(openbao: bool = False) -> str:
+    if openbao:
+        # Measured on OpenBao 2.7.2: "s." and 24 base62 characters (KV2-AC-342).
+        return "s." + "".join(secrets.choice(_ALNUM) for _ in range(24))
+    # Vault's service-token prefix (kv2-wire.md §4.1).
     return "hvs." + secrets.token_urlsafe(18)
+
+
+def new_accessor(openbao: bool = False) -> str:
+    if openbao:
+        return "".join(secrets.choice(_ALNUM) for _ in range(24))
+    return secrets.token_urlsafe(18)
 
 
 @dataclass
@@ -44,6 +56,7 @@ class Token:
     entity_id: str = ""
     namespace: str = ""  # "" = root namespace, else "ns1/"
     last_renewal: float | None = None
+    max_ttl: int = 0  # a role's token_max_ttl: caps renewals without showing in lookups
 
     @property
     def is_root(self) -> bool:
@@ -54,8 +67,9 @@ class Token:
 
 
 class TokenStore:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, openbao: bool = False) -> None:
         self.clock = clock
+        self.openbao = openbao  # OpenBao-shaped token ids and accessors
         self.tokens: dict[str, Token] = {}
 
     def create(
@@ -74,6 +88,7 @@ class TokenStore:
         entity_id: str = "",
         namespace: str = "",
         no_default_policy: bool = False,
+        max_ttl: int = 0,
     ) -> Token:
         pols = sorted(set(policies))
         if "root" in pols:
@@ -86,8 +101,8 @@ class TokenStore:
             effective = explicit_max_ttl
         now = self.clock()
         token = Token(
-            id=token_id or new_token_id(),
-            accessor=secrets.token_urlsafe(18),
+            id=token_id or new_token_id(self.openbao),
+            accessor=new_accessor(self.openbao),
             policies=pols,
             issued=now,
             ttl=effective,
@@ -101,6 +116,7 @@ class TokenStore:
             explicit_max_ttl=explicit_max_ttl,
             entity_id=entity_id,
             namespace=namespace,
+            max_ttl=max_ttl,
         )
         self.tokens[token.id] = token
         return token
@@ -122,6 +138,11 @@ class TokenStore:
         if token.num_uses > 0:
             token.num_uses -= 1
             if token.num_uses == 0:
+                # The request that spends the last use still runs; a lookup-self made with it
+                # shows num_uses -1 on OpenBao (measured, KV2-AC-342), as Vault marks a token
+                # whose revocation is pending.
+                if self.openbao:
+                    token.num_uses = -1
                 self.tokens.pop(token.id, None)
 
     def revoke(self, token_id: str) -> None:
@@ -133,12 +154,16 @@ class TokenStore:
             raise ValueError("lease is not renewable")
         now = self.clock()
         wanted = increment if increment else token.ttl
-        max_ttl = token.explicit_max_ttl or DEFAULT_TTL
+        max_ttl = min(t for t in (token.explicit_max_ttl, token.max_ttl, DEFAULT_TTL) if t)
         remaining_max = max(0, int(token.issued + max_ttl - now))
         warnings = None
         if wanted > remaining_max:
+            if self.openbao:  # measured wording: what is left of the max, in humanDuration
+                shown = (human_duration(wanted), human_duration(remaining_max))
+            else:
+                shown = (f"{wanted}s", f"{remaining_max}s")
             warnings = [
-                f'TTL of "{wanted}s" exceeded the effective max_ttl of "{remaining_max}s"; '
+                f'TTL of "{shown[0]}" exceeded the effective max_ttl of "{shown[1]}"; '
                 "TTL value is capped accordingly"
             ]
             wanted = remaining_max
@@ -254,6 +279,7 @@ class AppRole:
     policies: list[str]
     token_ttl: int | None
     renewable: bool
+    token_max_ttl: int = 0
 
 
 @dataclass

@@ -6,12 +6,14 @@ or raises ApiError. Only the vault and openbao flavours reach this module.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv2render.devserver._time import parse_duration, rfc3339
 from kv2render.devserver.auth import Token, auth_block, entity_for, jwt_claims
 from kv2render.devserver.protocol import (
+    OPENBAO,
     UNSUPPORTED_OPERATION,
     ApiError,
     Reply,
@@ -24,10 +26,12 @@ if TYPE_CHECKING:
 LoginHandler = Callable[["Request"], Reply]
 
 
-def _duration(value: Any, name: str) -> int:
+def _duration(value: Any, name: str, openbao: bool = False) -> int:
     try:
         return parse_duration(value, name)
     except ValueError as exc:
+        if openbao and isinstance(value, str):  # Go's time.ParseDuration text (measured)
+            raise ApiError(400, f"time: invalid duration {json.dumps(value)}") from exc
         raise ApiError(400, str(exc)) from exc
 
 
@@ -58,8 +62,12 @@ def match_login(router: Router, ns: str, rel: str) -> LoginHandler | None:
     username = tail[1:]
 
     def handler(req: Request) -> Reply:
-        if req.op != "write":
-            raise ApiError(405, UNSUPPORTED_OPERATION)
+        # Measured: OpenBao's approle login path also answers a read (GET), as a login
+        # without a body (KV2-AC-342).
+        openbao = router.state.flavor == OPENBAO
+        if req.op != "write" and not (openbao and method == "approle" and req.op == "read"):
+            # Measured: OpenBao's login paths say it without the multierror layout.
+            raise ApiError(405, "unsupported operation" if openbao else UNSUPPORTED_OPERATION)
         token = _login(router.state, method, mount_key, ns, username, req)
         return router.wire.ok(None, auth=auth_block(token), mount_type="")
 
@@ -72,7 +80,8 @@ def _login(st: State, method: str, mount_key: str, ns: str, username: str, req: 
     if method == "approle":
         role_id, secret_id = body.get("role_id"), body.get("secret_id")
         if not role_id:
-            raise ApiError(400, "missing role_id")
+            # OpenBao 2.7.2 answers this with 500 (measured, KV2-AC-342).
+            raise ApiError(500 if st.flavor == OPENBAO else 400, "missing role_id")
         role = next((r for r in st.auth.approle[mount_key].values() if r.role_id == role_id), None)
         if role is None:
             raise ApiError(400, "invalid role or secret ID")
@@ -89,6 +98,7 @@ def _login(st: State, method: str, mount_key: str, ns: str, username: str, req: 
             path=path,
             meta={"role_name": role.name},
             orphan=True,
+            max_ttl=role.token_max_ttl,
             entity_id=entity_for("approle", mount_key + role.name),
             namespace=ns,
         )
@@ -97,8 +107,8 @@ def _login(st: State, method: str, mount_key: str, ns: str, username: str, req: 
         password = body.get("password")
         if not user:
             raise ApiError(400, "missing username")
-        if not password:
-            raise ApiError(400, "missing password")
+        if not password:  # OpenBao 2.7.2 answers 500 (measured, KV2-AC-342)
+            raise ApiError(500 if st.flavor == OPENBAO else 400, "missing password")
         entry = st.auth.userpass[mount_key].get(user)
         if entry is None or entry[0] != password:
             raise ApiError(400, "invalid username or password")
@@ -125,7 +135,9 @@ def _jwt_login(
     if not jwt:
         raise ApiError(400, "missing jwt" if method == "kubernetes" else "missing token")
     if not role:
-        if method == "kubernetes":
+        # OpenBao's jwt method has no implicit role unless default_role is configured, which
+        # the seed cannot set: "missing role" (measured, KV2-AC-342).
+        if method == "kubernetes" or st.flavor == OPENBAO:
             raise ApiError(400, "missing role")
         roles = {g.role for g in grants}
         role = roles.pop() if len(roles) == 1 else None
@@ -238,22 +250,28 @@ def cert_identity(st: State, peer: dict[str, Any]) -> Token:
 # -- auth/token/* ---------------------------------------------------------------------
 
 
-def token_api(router: Router, req: Request, token: Token, sub: str, acl_path: str) -> Reply:
-    st, wire = router.state, router.wire
-    op = req.op
+def _self_api(router: Router, req: Request, token: Token, sub: str, acl_path: str) -> Reply:
+    """lookup-self, renew-self and revoke-self."""
+    st, op = router.state, req.op
+    if st.flavor == OPENBAO:
+        _check_token_acl(router, token, sub, op, acl_path)
     if sub == "lookup-self":
         if op not in ("read", "write"):
             raise ApiError(405, UNSUPPORTED_OPERATION)
-        return wire.ok(lookup_data(st, token), mount_type="token")
+        return router.wire.ok(lookup_data(st, token), mount_type="token")
+    if op != "write":
+        raise ApiError(405, UNSUPPORTED_OPERATION)
     if sub == "renew-self":
-        if op != "write":
-            raise ApiError(405, UNSUPPORTED_OPERATION)
         return _renew(router, token, req.data)
-    if sub == "revoke-self":
-        if op != "write":
-            raise ApiError(405, UNSUPPORTED_OPERATION)
-        st.tokens.revoke(token.id)
-        return wire.no_content()
+    st.tokens.revoke(token.id)
+    return router.wire.no_content()
+
+
+def token_api(router: Router, req: Request, token: Token, sub: str, acl_path: str) -> Reply:
+    st, wire = router.state, router.wire
+    op = req.op
+    if sub in _DEFAULT_POLICY:
+        return _self_api(router, req, token, sub, acl_path)
     if sub in ("create", "create-orphan"):
         if op != "write":
             raise ApiError(405, UNSUPPORTED_OPERATION)
@@ -273,7 +291,24 @@ def token_api(router: Router, req: Request, token: Token, sub: str, acl_path: st
             raise ApiError(403, "bad token")
         return wire.ok(lookup_data(st, target), mount_type="token")
     router.require(token, acl_path, router.caps_for(op, exists=False))
+    if st.flavor == OPENBAO:
+        raise ApiError(404, "1 error occurred:\n\t* unsupported path\n\n")  # measured
     raise ApiError(404, f'no handler for route "auth/token/{sub}". route entry not found.')
+
+
+# OpenBao's built-in "default" policy, as far as the self endpoints go.
+_DEFAULT_POLICY = {"lookup-self": "read", "renew-self": "update", "revoke-self": "update"}
+
+
+def _check_token_acl(router: Router, token: Token, sub: str, op: str, acl_path: str) -> None:
+    """Measured on OpenBao: the self endpoints pass the ACL like any path, so a token with
+    only the default policy may GET lookup-self (not POST it) and POST renew-self and
+    revoke-self (not GET them); anything else is 403 (KV2-AC-342)."""
+    cap = {"read": "read", "write": "update"}.get(op, op)
+    builtin = "default" in token.policies and "default" not in router.state.policies.rules
+    if builtin and _DEFAULT_POLICY[sub] == cap:
+        return
+    router.require(token, acl_path, (cap,))
 
 
 def lookup_data(st: State, token: Token) -> dict[str, Any]:
@@ -297,7 +332,7 @@ def lookup_data(st: State, token: Token) -> dict[str, Any]:
         "ttl": remaining,
         "type": "service",
     }
-    if token.ttl:
+    if token.ttl or st.flavor == OPENBAO:  # OpenBao shows both for every token (measured)
         data["renewable"] = token.renewable
         data["issue_time"] = rfc3339(st.wall.ns_at(token.issued))
     if token.last_renewal is not None:
@@ -331,7 +366,8 @@ def _create(st: State, parent: Token, body: dict[str, Any], orphan: bool) -> Tok
         raise ApiError(400, "root or sudo privileges required to specify token id")
     if custom_id and str(custom_id) in st.tokens.tokens:
         raise ApiError(400, "cannot create a token with a duplicate ID")
-    ttl = _duration(body["ttl"], "ttl") if body.get("ttl") not in (None, "") else None
+    openbao = st.flavor == OPENBAO
+    ttl = _duration(body["ttl"], "ttl", openbao) if body.get("ttl") not in (None, "") else None
     explicit = body.get("explicit_max_ttl")
     meta = body.get("meta")
     renewable = body.get("renewable", True)

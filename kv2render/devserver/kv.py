@@ -12,7 +12,9 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from kv2render.devserver._time import WallClock, format_duration, parse_duration, rfc3339
+from kv2render.devserver import fields, gofields
+from kv2render.devserver._time import WallClock, format_duration, rfc3339
+from kv2render.devserver.numbers import go_float64
 from kv2render.devserver.protocol import ApiError, RawNotFound
 
 DEFAULT_MAX_VERSIONS = 10
@@ -43,80 +45,6 @@ class Key:
     versions: dict[int, Version] = field(default_factory=dict)
 
 
-def _versions_arg(body: dict[str, Any], message: str) -> list[int]:
-    """Vault's TypeCommaIntSlice: a list of ints, numeric strings, or '1,2'."""
-    raw = body.get("versions")
-    items: list[Any]
-    if raw is None:
-        items = []
-    elif isinstance(raw, str):
-        items = [p for p in raw.split(",") if p.strip()]
-    elif isinstance(raw, list):
-        items = raw
-    else:
-        items = [raw]
-    out: list[int] = []
-    for item in items:
-        try:
-            out.append(int(item))
-        except (TypeError, ValueError) as exc:
-            raise ApiError(400, f"invalid version number {item!r}") from exc
-    if not out:
-        raise ApiError(400, message)
-    return out
-
-
-def _int_field(body: dict[str, Any], name: str) -> int | None:
-    if name not in body or body[name] is None:
-        return None
-    value = body[name]
-    if isinstance(value, bool):
-        raise ApiError(400, f"error converting input for field {name!r}: expected an integer")
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise ApiError(
-            400, f"error converting input for field {name!r}: expected an integer"
-        ) from exc
-
-
-def _bool_field(body: dict[str, Any], name: str) -> bool | None:
-    if name not in body or body[name] is None:
-        return None
-    value = body[name]
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-        return value.lower() in ("true", "1")
-    raise ApiError(400, f"error converting input for field {name!r}: expected a boolean")
-
-
-def _duration_field(body: dict[str, Any], name: str) -> int | None:
-    if name not in body or body[name] is None:
-        return None
-    try:
-        return parse_duration(body[name], name)
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from exc
-
-
-def _validate_custom_metadata(raw: Any) -> dict[str, str]:
-    # Limits from KVP path_metadata.go (kv2-wire.md §2.6).
-    if not isinstance(raw, dict):
-        raise ApiError(400, "custom_metadata validation failed: expected a map of strings")
-    problems = []
-    if len(raw) > 64:
-        problems.append(f"payload must contain at most 64 keys, provided {len(raw)}")
-    for key, value in raw.items():
-        if not 1 <= len(key) <= 128:
-            problems.append(f"length of key {key!r} is {len(key)} but must be 0 < len(key) <= 128")
-        if not isinstance(value, str) or not 1 <= len(value) <= 512:
-            problems.append(f"value of key {key!r} must be a string of 1 to 512 characters")
-    if problems:
-        raise ApiError(400, "custom_metadata validation failed: " + "; ".join(problems))
-    return {str(k): str(v) for k, v in raw.items()}
-
-
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -141,10 +69,15 @@ class KvV2:
 
     version = 2
 
-    def __init__(self, path: str, wall: WallClock, attribution: bool) -> None:
+    def __init__(
+        self, path: str, wall: WallClock, attribution: bool, openbao: bool = False
+    ) -> None:
         self.path = path  # with trailing "/", namespace-qualified
         self.wall = wall
         self.attribution = attribution  # Vault flavour: created_by/deleted_by/last_updated_by
+        # OpenBao flavour: data numbers round-trip through float64 (numbers.py, KV2-INV-340),
+        # fields convert and fail as measured on OpenBao (gofields.py, KV2-AC-342).
+        self.openbao = openbao
         self.max_versions = 0
         self.cas_required = False
         self.delete_version_after = 0
@@ -190,17 +123,16 @@ class KvV2:
     ) -> dict[str, Any]:
         if name == "":
             raise ApiError(400, "missing path")
-        if not isinstance(data, dict):
+        if self.openbao and data is not gofields.NO_DATA:
+            data = gofields.data_value(data)  # measured conversions (KV2-AC-342)
+        elif not isinstance(data, dict):
             raise ApiError(400, "no data provided")
         key = self.keys.get(name)
         current = key.current_version if key is not None else 0
         required = self.cas_required or (key is not None and key.cas_required)
         opts = options if isinstance(options, dict) else {}
-        if "cas" in opts and opts["cas"] is not None:
-            try:
-                cas = int(opts["cas"])
-            except (TypeError, ValueError) as exc:
-                raise ApiError(400, "error parsing check-and-set parameter") from exc
+        if "cas" in opts and (self.openbao or opts["cas"] is not None):
+            cas = self._cas(opts["cas"])
             if cas != current:
                 raise ApiError(400, "check-and-set parameter did not match the current version")
         elif required:
@@ -214,12 +146,21 @@ class KvV2:
         key.updated_ns = now
         stamp = dict(actor, operation=operation) if actor and self.attribution else None
         key.last_updated_by = stamp
-        ver = Version(created_ns=now, data=copy.deepcopy(data), created_by=stamp)
+        stored = go_float64(data) if self.openbao else copy.deepcopy(data)
+        ver = Version(created_ns=now, data=stored, created_by=stamp)
         if self._dva(key):
             ver.deletion_ns = now + self._dva(key) * 1_000_000_000
         key.versions[key.current_version] = ver
         self._prune(key)
         return self._meta(key, key.current_version, ver)
+
+    def _cas(self, raw: Any) -> int:
+        if self.openbao:
+            return gofields.cas_value(raw)
+        try:
+            return int(raw)
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, "error parsing check-and-set parameter") from exc
 
     def _prune(self, key: Key) -> None:
         limit = key.max_versions or self.max_versions or DEFAULT_MAX_VERSIONS
@@ -257,7 +198,7 @@ class KvV2:
     def delete_versions(
         self, name: str, body: dict[str, Any], actor: dict[str, str] | None
     ) -> None:
-        numbers = _versions_arg(body, "No version number provided")
+        numbers = fields.versions_arg(body, "No version number provided")
         key = self.keys.get(name)
         if key is None:
             return
@@ -270,7 +211,7 @@ class KvV2:
             ver.deleted_by = dict(actor, operation="delete") if actor and self.attribution else None
 
     def undelete_versions(self, name: str, body: dict[str, Any]) -> None:
-        numbers = _versions_arg(body, "No version number provided")
+        numbers = fields.versions_arg(body, "No version number provided")
         key = self.keys.get(name)
         if key is None:
             return
@@ -284,7 +225,7 @@ class KvV2:
             ver.deleted_by = None
 
     def destroy_versions(self, name: str, body: dict[str, Any]) -> None:
-        numbers = _versions_arg(body, "no version number provided")
+        numbers = fields.versions_arg(body, "no version number provided")
         key = self.keys.get(name)
         if key is None:
             return
@@ -338,11 +279,18 @@ class KvV2:
             raise ApiError(
                 400, "missing path" if name == "" else "cannot write to a path ending in '/'"
             )
-        max_versions = _int_field(body, "max_versions")
-        cas_required = _bool_field(body, "cas_required")
-        dva = _duration_field(body, "delete_version_after")
+        if self.openbao:
+            max_versions = gofields.int_field(body, "max_versions")
+            dva = gofields.duration_field(body, "delete_version_after")
+        else:
+            max_versions = fields.int_field(body, "max_versions")
+            dva = fields.duration_field(body, "delete_version_after")
+        cas_required = fields.bool_field(body, "cas_required")
         custom = body.get("custom_metadata")
-        custom_md = _validate_custom_metadata(custom) if custom is not None else None
+        custom_md: dict[str, str] | None = None
+        if custom is not None:
+            check = gofields.custom_metadata if self.openbao else fields.validate_custom_metadata
+            custom_md = check(custom)
         now = self.wall.now_ns()
         key = self.keys.get(name)
         if key is None:
@@ -387,9 +335,9 @@ class KvV2:
         }
 
     def write_config(self, body: dict[str, Any]) -> None:
-        max_versions = _int_field(body, "max_versions")
-        cas_required = _bool_field(body, "cas_required")
-        dva = _duration_field(body, "delete_version_after")
+        max_versions = fields.int_field(body, "max_versions")
+        cas_required = fields.bool_field(body, "cas_required")
+        dva = fields.duration_field(body, "delete_version_after")
         if max_versions is not None:
             self.max_versions = max_versions
         if cas_required is not None:

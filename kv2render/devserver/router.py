@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kv2render import jsonnum
-from kv2render.devserver import endpoints, sysapi
+from kv2render.devserver import endpoints, gofields, sysapi
 from kv2render.devserver.auth import Token
 from kv2render.devserver.kv import KvV1, KvV2
+from kv2render.devserver.numbers import out_of_range
 from kv2render.devserver.protocol import (
     INVALID_TOKEN_VAULT,
     OPENBAO,
@@ -75,19 +76,46 @@ def operation(req: Request) -> str:
     }.get(verb, "")
 
 
-def parse_body(req: Request) -> dict[str, Any]:
+_GO_KINDS = {list: "array", str: "string", bool: "bool"}
+
+
+def parse_body(req: Request, flavor: str = VAULT) -> dict[str, Any]:
     if not req.body.strip():
         return {}
+    # OpenBao words its decode errors as Go's encoding/json does (measured, KV2-AC-342).
+    prefix = (
+        "failed to decode JSON input: " if flavor == OPENBAO else "failed to parse JSON input: "
+    )
     try:
         # Numbers keep their text, as Vault's jsonutil (UseNumber) stores them.
         value = jsonnum.loads(req.body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ApiError(400, f"failed to parse JSON input: {exc}") from exc
+        raise ApiError(400, f"{prefix}{exc}") from exc
+    if flavor == OPENBAO:
+        return _openbao_body(value, prefix)
     if not isinstance(value, dict):
         kind = type(value).__name__
         raise ApiError(
             400,
             f"failed to parse JSON input: cannot unmarshal {kind} into a JSON object",
+        )
+    return value
+
+
+def _openbao_body(value: Any, prefix: str) -> dict[str, Any]:
+    if value is None:
+        return {}  # Go decodes null into a nil map: an empty request
+    if not isinstance(value, dict):
+        kind = _GO_KINDS.get(type(value), "number")
+        raise ApiError(
+            400,
+            f"{prefix}json: cannot unmarshal {kind} into Go value of type "
+            "map[string]interface {}",
+        )
+    big = out_of_range(value)
+    if big is not None:  # OpenBao also decodes every body into float64 (KV2-INV-340)
+        raise ApiError(
+            400, f"{prefix}json: cannot unmarshal number {big} into Go value of type float64"
         )
     return value
 
@@ -126,7 +154,7 @@ class Router:
         ns = st.resolve_namespace(full)
         rel = full[len(ns) :]
         if req.op in ("write", "patch"):
-            req.data = parse_body(req)
+            req.data = parse_body(req, st.flavor)
         login = endpoints.match_login(self, ns, rel)
         if login is not None:
             return login(req)
@@ -144,6 +172,10 @@ class Router:
         if token is None:
             if token_id and self.state.flavor == VAULT:
                 raise ApiError(403, INVALID_TOKEN_VAULT)
+            if self.state.flavor == OPENBAO:
+                # Measured: OpenBao answers a missing, unknown or revoked token with the bare
+                # text; only ACL denials carry the multierror layout (KV2-AC-342).
+                raise ApiError(403, "permission denied")
             raise ApiError(403, PERMISSION_DENIED)
         if not ns.startswith(token.namespace):
             raise ApiError(403, PERMISSION_DENIED)  # a child-namespace token cannot reach up
@@ -201,6 +233,8 @@ class Router:
     def _kv2(self, req: Request, token: Token, mount: KvV2, sub: str, acl_path: str) -> Reply:
         first, _, name = sub.partition("/")
         op = req.op
+        if self.state.flavor == OPENBAO and sub in ("data/", "metadata/") and op != "list":
+            return self._openbao_slash_root(token, op, acl_path)
         if (
             first in ("data", "metadata")
             and name == ""
@@ -229,7 +263,10 @@ class Router:
         if first == "config" and name == "":
             if op == "read":
                 self.require(token, acl_path, ("read",))
-                return self.wire.ok(mount.read_config(), mount_type="kv")
+                config = mount.read_config()
+                if self.state.flavor == OPENBAO:
+                    config["metadata_cas_required"] = False  # measured (KV2-AC-342)
+                return self.wire.ok(config, mount_type="kv")
             if op == "write":
                 self.require(token, acl_path, ("update",))
                 mount.write_config(req.data)
@@ -249,19 +286,29 @@ class Router:
             ],
         )
 
+    def _openbao_slash_root(self, token: Token, op: str, acl_path: str) -> Reply:
+        # Measured: with the slash, OpenBao routes to an empty key name (KV2-AC-342).
+        self.require(token, acl_path, self.caps_for(op, exists=True))
+        if op == "write":
+            raise ApiError(400, "cannot write to a path ending in '/'")
+        if op == "delete":
+            return self.wire.no_content()
+        raise ApiError(404)
+
     def _unsupported(self) -> ApiError:
         if self.state.flavor == OVH:
             return ApiError(405, "method not allowed")
         return ApiError(405, UNSUPPORTED_OPERATION)
 
-    @staticmethod
-    def _version(req: Request) -> int:
+    def _version(self, req: Request) -> int:
         raw = req.qparam("version")
         if raw is None or raw == "":
             return 0
         try:
             return int(raw)
         except ValueError as exc:
+            if self.state.flavor == OPENBAO:
+                raise gofields.version_error() from exc
             raise ApiError(
                 400, f'error converting input {raw!r} for field "version": not an integer'
             ) from exc
@@ -274,18 +321,32 @@ class Router:
         if op == "write":
             if name.endswith("/"):
                 raise ApiError(400, "cannot write to a path ending in '/'")
-            meta = mount.write(name, req.data.get("data"), req.data.get("options"), token.actor())
+            missing = gofields.NO_DATA if self.state.flavor == OPENBAO else None
+            data = req.data.get("data", missing)
+            meta = mount.write(name, data, req.data.get("options"), token.actor())
             return self._written(meta)
         if op == "delete":
             mount.delete_latest(name, token.actor())
             return self.wire.no_content()
         if op == "patch":
             ctype = req.headers.get("content-type", "").split(";")[0].strip()
+            openbao = self.state.flavor == OPENBAO
             if ctype != "application/merge-patch+json":
+                if openbao:  # measured wording (KV2-AC-342)
+                    raise ApiError(
+                        415,
+                        "PATCH requires Content-Type of application/merge-patch+json, "
+                        f"provided {ctype}",
+                    )
                 raise ApiError(
                     415, "PATCH requires the Content-Type header application/merge-patch+json"
                 )
-            return self._written(mount.patch(name, req.data, token.actor()))
+            try:
+                return self._written(mount.patch(name, req.data, token.actor()))
+            except ApiError as exc:
+                if openbao and exc.status == 404 and not exc.messages:
+                    return Reply(404, b"")  # measured: OpenBao's 404 here has no body
+                raise
         raise self._unsupported()
 
     def _written(self, meta: dict[str, Any]) -> Reply:

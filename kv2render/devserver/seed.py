@@ -164,7 +164,15 @@ def _apply_secrets(srv: DevServer, secrets: Any) -> None:
 def _apply_logins(srv: DevServer, data: dict[str, Any]) -> None:
     for i, role in enumerate(_list("approle", data.get("approle"))):
         where = f"approle[{i}]"
-        allowed = {"role_name", "role_id", "secret_id", "policies", "token_ttl", "renewable"}
+        allowed = {
+            "role_name",
+            "role_id",
+            "secret_id",
+            "policies",
+            "token_ttl",
+            "token_max_ttl",
+            "renewable",
+        }
         role = _keys(where, role, allowed | {"mount", "namespace"}, {"role_name", "role_id"})
         srv.add_approle(
             str(role["role_name"]),
@@ -175,6 +183,7 @@ def _apply_logins(srv: DevServer, data: dict[str, Any]) -> None:
             bool(role.get("renewable", True)),
             str(role.get("mount", "approle")),
             namespace=str(role.get("namespace", "")),
+            token_max_ttl=_ttl(f"{where}.token_max_ttl", role.get("token_max_ttl")),
         )
     for i, user in enumerate(_list("userpass", data.get("userpass"))):
         user = _keys(

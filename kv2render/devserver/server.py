@@ -23,7 +23,7 @@ from kv2render.devserver import tls as _tls
 from kv2render.devserver._time import Clock
 from kv2render.devserver.auth import AppRole, JwtGrant
 from kv2render.devserver.httpserver import _Server
-from kv2render.devserver.protocol import FLAVORS, OVH
+from kv2render.devserver.protocol import FLAVORS, OPENBAO, OVH
 from kv2render.devserver.router import Router
 from kv2render.devserver.state import Faults, State, norm_mount, norm_namespace
 
@@ -83,9 +83,14 @@ class DevServer:
         self._ssl: ssl.SSLContext | None = None
         if self.tls:
             self._setup_tls(cert_file, key_file, client_ca_file)
-        token = self.state.tokens.create(
-            ["root"], 0, False, token_id=root_token, display_name="root", path="auth/token/root"
-        )
+        if flavor == OPENBAO and root_token is not None:
+            # `bao server -dev -dev-root-token-id=X` makes X through auth/token/create: an
+            # orphan named "token" (measured, KV2-AC-342).
+            token = self.state.tokens.create(["root"], 0, False, token_id=root_token, orphan=True)
+        else:
+            token = self.state.tokens.create(
+                ["root"], 0, False, token_id=root_token, display_name="root", path="auth/token/root"
+            )
         self.root_token: str = token.id
         if seed is not None:
             from kv2render.devserver.seed import apply_seed
@@ -329,6 +334,7 @@ class DevServer:
         mount: str = "approle",
         *,
         namespace: str = "",
+        token_max_ttl: float | None = None,
     ) -> None:
         with self.state.lock:
             roles = self.state.auth.approle.setdefault(self._auth_key(mount, namespace), {})
@@ -343,6 +349,7 @@ class DevServer:
                 list(policies),
                 int(token_ttl) if token_ttl else None,
                 renewable,
+                int(token_max_ttl) if token_max_ttl else 0,
             )
 
     def add_userpass(

@@ -15,7 +15,7 @@ from typing import Any
 from kv2render.devserver._time import Clock, WallClock
 from kv2render.devserver.auth import AuthMounts, Policies, TokenStore
 from kv2render.devserver.kv import KvV1, KvV2
-from kv2render.devserver.protocol import OVH, VAULT, Wire
+from kv2render.devserver.protocol import OPENBAO, OVH, VAULT, Wire
 
 Mount = KvV1 | KvV2
 
@@ -63,7 +63,7 @@ class State:
         self.lock = threading.RLock()
         self.clock = clock
         self.wall = WallClock(clock)
-        self.tokens = TokenStore(clock)
+        self.tokens = TokenStore(clock, openbao=flavor == OPENBAO)
         self.policies = Policies()
         self.auth = AuthMounts()
         self.namespaces: set[str] = {""}
@@ -103,7 +103,12 @@ class State:
             return existing
         mount: Mount
         if version == 2:
-            mount = KvV2(full, self.wall, attribution=self.flavor == VAULT)
+            mount = KvV2(
+                full,
+                self.wall,
+                attribution=self.flavor == VAULT,
+                openbao=self.flavor == OPENBAO,
+            )
         elif version == 1:
             mount = KvV1(full)
         else:

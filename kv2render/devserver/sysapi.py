@@ -10,7 +10,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from kv2render.devserver.auth import Token
-from kv2render.devserver.protocol import UNSUPPORTED_OPERATION, ApiError, Reply, encode
+from kv2render.devserver.protocol import OPENBAO, UNSUPPORTED_OPERATION, ApiError, Reply, encode
 
 if TYPE_CHECKING:
     from kv2render.devserver.router import Request, Router
@@ -38,7 +38,27 @@ def sys_status(router: Router, req: Request) -> Reply:
             "cluster_name": "kv2render-dev",
             "cluster_id": "00000000-0000-0000-0000-000000000000",
         }
+        if st.flavor == OPENBAO:
+            del body["performance_standby"]  # measured: OpenBao 2.7.2 has no such key
         return Reply(503 if sealed else 200, encode(body))
+    if st.flavor == OPENBAO:  # measured key set and order (KV2-AC-342)
+        body = {
+            "type": "shamir",
+            "initialized": True,
+            "sealed": sealed,
+            "t": 1,
+            "n": 1,
+            "progress": 0,
+            "nonce": "",
+            "recovery_seal": False,
+            "version": "1.15.0+kv2render-dev",
+            "commit_date": "",
+            "migration": False,
+            "cluster_name": "kv2render-dev",
+            "cluster_id": "00000000-0000-0000-0000-000000000000",
+            "storage_type": "inmem",
+        }
+        return Reply(200, encode(body))
     body = {
         "type": "shamir",
         "initialized": True,

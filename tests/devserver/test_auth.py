@@ -90,7 +90,9 @@ def test_missing_invalid_revoked_token(srv: DevServer) -> None:
     if srv.flavor == "vault":  # Vault >= PR #25953 adds "invalid token" (§1.3)
         assert "invalid token" in r.json["errors"][0]
     if srv.flavor == "openbao":
-        assert r.json["errors"] == DENIED
+        # Measured on OpenBao 2.7.2 (KV2-AC-342): a bad token gets the bare text; only ACL
+        # denials carry the multierror layout.
+        assert r.json["errors"] == ["permission denied"]
     assert raw(srv, "GET", "/v1/secret/data/k", token=None).status == denied
 
 
@@ -189,7 +191,8 @@ def test_token_create(vsrv: DevServer) -> None:
     auth = out["auth"]
     assert auth["policies"] == ["default", "p1"] and auth["lease_duration"] == 600
     assert auth["renewable"] is False and auth["token_type"] == "service"
-    assert auth["client_token"].startswith("hvs.")
+    # OpenBao 2.7.2 issues "s." tokens (measured, KV2-AC-342); Vault issues "hvs." ones.
+    assert auth["client_token"].startswith("s." if vsrv.flavor == "openbao" else "hvs.")
     child = client(vsrv, auth["client_token"])
     assert child.auth.token.lookup_self()["data"]["ttl"] <= 600
     # a non-root parent needs create on auth/token/create, and children must be a subset
@@ -251,7 +254,9 @@ def test_approle_login(vsrv: DevServer) -> None:
         ({"role_id": "role-1"}, "missing secret_id"),
     ):
         r = raw(vsrv, "POST", "/v1/auth/approle/login", body, token=None)
-        assert (r.status, r.json["errors"]) == (400, [msg])
+        # OpenBao 2.7.2 answers a missing role_id with 500 (measured, KV2-AC-342).
+        status = 500 if vsrv.flavor == "openbao" and "role_id" not in body else 400
+        assert (r.status, r.json["errors"]) == (status, [msg])
     with pytest.raises(hvac.exceptions.InvalidRequest):
         client(vsrv, None).auth.approle.login(role_id="role-1", secret_id="bad")
 

@@ -100,3 +100,29 @@ def test_seed_file_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     assert DevServer(seed=empty).root_token
+
+
+@pytest.mark.parametrize("flavor", ["vault", "openbao"])
+def test_seeded_approle_token_max_ttl_caps_renewals(flavor: str) -> None:
+    """KV2-AC-342: an approle's token_max_ttl (seed or add_approle) caps renew-self; the
+    openbao flavour words the warning as OpenBao does (what is left of the max, Go style)."""
+    seed = {
+        "approle": [
+            {
+                "role_name": "r",
+                "role_id": "rid",
+                "secret_id": "sid",
+                "token_ttl": "1m",
+                "token_max_ttl": "2m",
+            }
+        ]
+    }
+    with DevServer(flavor=flavor, seed=seed) as srv:
+        login = raw(srv, "POST", "/v1/auth/approle/login", {"role_id": "rid", "secret_id": "sid"})
+        token = login.json["auth"]["client_token"]
+        r = raw(srv, "POST", "/v1/auth/token/renew-self", {"increment": "1h"}, token=token)
+        assert r.status == 200 and 0 < r.json["auth"]["lease_duration"] <= 120
+        (warning,) = r.json["warnings"]
+        if flavor == "openbao":
+            assert warning.startswith('TTL of "1h" exceeded the effective max_ttl of "1m5')
+        assert warning.endswith("TTL value is capped accordingly")
