@@ -121,6 +121,7 @@ class TemplateSpec:
     left_delimiter: str | None = None
     right_delimiter: str | None = None
     render_interval: float | None = None  # per-template override of the poll interval
+    whole_secret: bool = False  # a ref: without #key writes the whole secret (KV2-INV-365)
 
     @property
     def where(self) -> str:
@@ -257,6 +258,7 @@ def _jsonable(value: Any) -> Any:
 def _describe_template(spec: TemplateSpec) -> dict[str, Any]:
     if spec.ref is not None:
         body: dict[str, Any] = {"ref": str(spec.ref), "secret": str(spec.ref.location)}
+        body["whole_secret"] = spec.whole_secret
     elif spec.source is not None:
         body = {"source": str(spec.source)}
     else:

@@ -178,6 +178,12 @@ def prepare_one(spec: TemplateSpec, *, max_output_bytes: int = 1 << 20) -> Prepa
     if spec.ref is not None:
         ref = spec.ref
         location = ref.location
+        if ref.key is None and ref.pointer is None and not spec.whole_secret:
+            # config_build refuses this at load time; a TemplateSpec built in code too.
+            raise ConfigError(
+                "names no key; a ref: output writes one value unless whole_secret is set",
+                where=f"{spec.where}.ref",
+            )
 
         def render_ref(secrets: Mapping[SecretLocation, SecretVersion]) -> bytes:
             text = value_to_text(ref.select(secrets[location].data))
