@@ -98,6 +98,9 @@ class TemplateConfig:
     exit_on_retry_failure: bool = False
     max_output_bytes: int = 1 << 20
     concurrency: int = 8  # concurrent reads per pass
+    # Wall-clock budget of one render (KV2-INV-367): 10x the step budget's second of work,
+    # far above any real secret file (milliseconds), far below a poll interval.
+    render_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ def describe(config: Config) -> dict[str, Any]:
             "exit_on_retry_failure": config.template_config.exit_on_retry_failure,
             "max_output_bytes": config.template_config.max_output_bytes,
             "concurrency": config.template_config.concurrency,
+            "render_timeout": config.template_config.render_timeout,
         },
         "templates": [_describe_template(spec) for spec in config.templates],
         "status_file": _opt_str(config.status_file),

@@ -79,6 +79,7 @@ _TEMPLATE_CONFIG_KEYS = (
     "exit_on_retry_failure",
     "max_output_bytes",
     "concurrency",
+    "render_timeout",
 )
 _TEMPLATE_KEYS = (
     "source",
@@ -291,11 +292,13 @@ def _template_config(sec: Section) -> TemplateConfig:
     interval = sec.opt("static_secret_render_interval", parse_duration)
     max_bytes = sec.opt("max_output_bytes", as_int, minimum=1)
     concurrency = sec.opt("concurrency", as_int, minimum=1)
+    render_timeout = sec.opt("render_timeout", parse_duration)
     return TemplateConfig(
         static_secret_render_interval=interval or default.static_secret_render_interval,
         exit_on_retry_failure=bool(sec.opt("exit_on_retry_failure", as_bool)),
         max_output_bytes=max_bytes or default.max_output_bytes,
         concurrency=concurrency or default.concurrency,
+        render_timeout=render_timeout or default.render_timeout,
     )
 
 

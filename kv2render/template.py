@@ -28,16 +28,18 @@ import contextvars
 import functools
 import inspect
 import re
+import time
 import types
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from string import Formatter
 from typing import TYPE_CHECKING, Any, cast
 
-from jinja2 import StrictUndefined, Undefined, nodes, pass_context
+from jinja2 import Environment, StrictUndefined, Undefined, nodes, pass_context
 from jinja2 import TemplateSyntaxError as JinjaSyntaxError
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.meta import find_undeclared_variables
+from jinja2.nodes import EvalContext
 from jinja2.runtime import BlockReference, Context, LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
@@ -60,6 +62,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
+    "DEFAULT_RENDER_TIMEOUT",
+    "MAX_FILTER_ITEMS",
     "MAX_RANGE",
     "MAX_STEPS",
     "REDACTED",
@@ -71,9 +75,13 @@ __all__ = [
 ]
 
 DEFAULT_MAX_OUTPUT_BYTES = 1 << 20
+DEFAULT_RENDER_TIMEOUT = 10.0  # seconds of wall clock per render (KV2-INV-367)
 MAX_RANGE = 10_000  # items one range() call may produce
 MAX_STEPS = 1_000_000  # loop iterations + calls per render (about a second of work)
 MAX_POWER_BITS = 4096  # the largest integer '**' may build
+# KV2-INV-368: the most items a filter that iterates or sorts its input may be given, so that
+# no single call runs long between two clock checks (sorting 100,000 items: ~0.1 s).
+MAX_FILTER_ITEMS = 100_000
 _FUNCTIONS = ("kv2", "secret")
 
 
@@ -88,6 +96,7 @@ class CompiledTemplate:
     refs: tuple[SecretRef, ...]  # every distinct secret()/kv2() reference, in source order
     error_on_missing_key: bool = True
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    render_timeout: float = DEFAULT_RENDER_TIMEOUT
     _template: Template | None = field(default=None, repr=False, compare=False)
     _calls: Mapping[tuple[str, str], SecretRef] = field(
         default_factory=dict, repr=False, compare=False
@@ -108,6 +117,8 @@ class _RenderState:
     calls: Mapping[tuple[str, str], SecretRef]
     strict: bool
     limit: int
+    timeout: float = DEFAULT_RENDER_TIMEOUT
+    deadline: float = 0.0  # time.monotonic() after which the render stops (KV2-INV-367)
     steps: int = 0
     views: dict[tuple[str, SecretLocation], SecretData] = field(default_factory=dict)
 
@@ -118,6 +129,22 @@ class _RenderState:
                 f"the template ran more than {MAX_STEPS} loop iterations and calls",
                 hint="a template that loops this much is runaway; simplify its loops",
             )
+        self.check_clock()
+
+    def check_clock(self) -> None:
+        # A cooperative check (no signal: renders run in a thread pool, runner.py). It runs at
+        # every step and around every filter; MAX_FILTER_ITEMS keeps each call short.
+        if time.monotonic() > self.deadline:
+            raise render_timeout_error(self.timeout)
+
+
+def render_timeout_error(timeout: float) -> RenderError:
+    """KV2-FC-370: the one message both engines give when a render runs out of time."""
+    return RenderError(
+        f"render stopped after {timeout:g}s (template_config.render_timeout)",
+        hint="a template that runs this long is runaway; simplify it, or raise "
+        "template_config.render_timeout",
+    )
 
 
 _STATE: contextvars.ContextVar[_RenderState | None] = contextvars.ContextVar(
@@ -269,7 +296,8 @@ def _secret(text: Any) -> Any:
 def _range(*args: int) -> range:
     rng = range(*args)
     if len(rng) > MAX_RANGE:
-        raise RenderError(f"range() is limited to {MAX_RANGE} items, this one has {len(rng)}")
+        # Not its length: the bounds may be computed from a secret number (KV2-INV-366).
+        raise RenderError(f"range() is limited to {MAX_RANGE} items, this one has more")
     return rng
 
 
@@ -420,9 +448,35 @@ def _precheck_filter(name: str, func: Callable[..., Any], args: Any, kwargs: Any
     return args
 
 
+# KV2-INV-368: filters whose work grows with (or faster than) the size of their input.
+_ITERATING_FILTERS = frozenset(
+    """list sort unique reverse join map select reject selectattr rejectattr dictsort groupby
+    sum min max items""".split()
+)
+
+
+def _check_filter_input(name: str, args: tuple[Any, ...]) -> None:
+    """Refuse an input too large for one call (its length is not shown: KV2-INV-366)."""
+    passed = (Context, EvalContext, Environment)  # pass_context/eval_context/environment
+    value = next((a for a in args[:2] if not isinstance(a, passed)), None)
+    if isinstance(value, str | list | tuple | Mapping | range) and len(value) > MAX_FILTER_ITEMS:
+        raise RenderError(
+            f"the {name} filter takes at most {MAX_FILTER_ITEMS} items (MAX_FILTER_ITEMS); "
+            "its input has more",
+            hint="a secret file does not need this much work; simplify the template",
+        )
+
+
 def _guarded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    iterating = name in _ITERATING_FILTERS
+
     @functools.wraps(func)  # keeps jinja_pass_arg (pass_context, pass_eval_context)
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        state = _STATE.get()
+        if state is not None:
+            state.check_clock()
+        if iterating:
+            _check_filter_input(name, args)
         if name in ("replace", "indent", "format", "join"):
             args = _precheck_filter(name, func, args, kwargs)
         result = func(*args, **kwargs)
@@ -730,6 +784,7 @@ def compile_template(
     name: str,
     error_on_missing_key: bool = True,
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    render_timeout: float = DEFAULT_RENDER_TIMEOUT,
 ) -> CompiledTemplate:
     """Parse, check and compile ``text``; raise TemplateSyntaxError ``name:line: ...``.
 
@@ -737,6 +792,8 @@ def compile_template(
     """
     if max_output_bytes < 1:
         raise ValueError("max_output_bytes must be positive")
+    if not render_timeout > 0:
+        raise ValueError("render_timeout must be positive")
     env = _env()
     try:
         ast = env.parse(text, name=name, filename=name)
@@ -758,6 +815,7 @@ def compile_template(
         refs=tuple(refs),
         error_on_missing_key=error_on_missing_key,
         max_output_bytes=max_output_bytes,
+        render_timeout=render_timeout,
         _template=template,
         _calls=calls,
         _source=text,
@@ -824,13 +882,21 @@ def render(tpl: CompiledTemplate, secrets: Mapping[SecretLocation, SecretVersion
         if got is None:
             raise RenderError(f"secret {location} was not read before rendering", where=tpl.name)
         available[location] = got
-    state = _RenderState(available, tpl._calls, tpl.error_on_missing_key, tpl.max_output_bytes)
+    state = _RenderState(
+        available,
+        tpl._calls,
+        tpl.error_on_missing_key,
+        tpl.max_output_bytes,
+        timeout=tpl.render_timeout,
+        deadline=time.monotonic() + tpl.render_timeout,
+    )
     token = _STATE.set(state)
     chunks: list[str] = []
     size = 0
     generator = cast(Generator[str, None, None], tpl._template.generate())
     try:
         for chunk in generator:
+            state.check_clock()
             size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
             if size > tpl.max_output_bytes:
                 raise RenderError(

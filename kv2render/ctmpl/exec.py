@@ -7,6 +7,7 @@ name the value's type instead, so a secret never reaches an error (KV2-INV-001).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from kv2render.ctmpl import nodes as n
@@ -84,6 +85,14 @@ class State:
                 "functions): a runaway loop?"
             )
             error.context = None  # the node here is a loop body, not an action worth quoting
+            raise error
+        if time.monotonic() > self.ctx.deadline:
+            # KV2-INV-367: the wall-clock budget, checked cooperatively (no signal: renders
+            # run in a thread pool). Same text as the Jinja2 engine's (KV2-FC-370).
+            error = self.error(
+                f"render stopped after {self.ctx.timeout:g}s (template_config.render_timeout)"
+            )
+            error.context = None
             raise error
 
     def emit(self, text: str) -> None:

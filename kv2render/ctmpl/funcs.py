@@ -42,6 +42,9 @@ class CallContext:
     secret: Callable[[str], GoSecret]
     # max_output_bytes: also the largest string a function may build (issue 10 item 3).
     max_bytes: int = 1 << 20
+    # KV2-INV-367: time.monotonic() after which the render stops, and the budget it came from.
+    deadline: float = float("inf")
+    timeout: float = 10.0
 
 
 def _bounded(ctx: CallContext, name: str, size: int) -> None:
