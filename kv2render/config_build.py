@@ -6,7 +6,6 @@ dataclasses of ``config.py`` (KV2-INV-030). Split out of ``config.py``; imported
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 from collections.abc import Mapping
 from pathlib import Path

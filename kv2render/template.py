@@ -52,7 +52,7 @@ from kv2render.errors import (
     TemplateSyntaxError,
 )
 from kv2render.filters import FILTERS, plain
-from kv2render.redact import REDACTED, redact, scrub_quoted
+from kv2render.redact import REDACTED, redact, scrub_engine_text
 from kv2render.refs import SecretLocation, SecretRef, parse_ref, value_to_text
 
 if TYPE_CHECKING:
@@ -101,7 +101,10 @@ class CompiledTemplate:
     _calls: Mapping[tuple[str, str], SecretRef] = field(
         default_factory=dict, repr=False, compare=False
     )
-    _source: str = field(default="", repr=False, compare=False)  # to scrub error text
+    _source: str = field(default="", repr=False, compare=False)
+    # Every constant written in the template (string/number literals, attribute, variable,
+    # filter and macro names): the only text an error may quote (KV2-INV-366).
+    _constants: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     @property
     def locations(self) -> frozenset[SecretLocation]:
@@ -117,6 +120,7 @@ class _RenderState:
     calls: Mapping[tuple[str, str], SecretRef]
     strict: bool
     limit: int
+    constants: frozenset[str] = frozenset()
     timeout: float = DEFAULT_RENDER_TIMEOUT
     deadline: float = 0.0  # time.monotonic() after which the render stops (KV2-INV-367)
     steps: int = 0
@@ -204,8 +208,15 @@ class SecretData(Mapping[str, Any]):
 
     def _missing(self, key: Any) -> Undefined:
         where = f" at {self._path}" if self._path else ""
-        message = f"key {key!r} not found{where} in secret {self._label}"
         state = _STATE.get()
+        # KV2-INV-366: the key is named only when the template spells it as a constant
+        # (.nope, ["nope"]); a computed key may be derived from a secret (| lower, a slice).
+        constants = state.constants if state is not None else frozenset()
+        literal = isinstance(key, str | int) and not isinstance(key, bool)
+        if literal and str(key) in constants:
+            message = f"key {key!r} not found{where} in secret {self._label}"
+        else:
+            message = f"a computed key was not found{where} in secret {self._label}"
         strict = state.strict if state is not None else True
         cls = StrictUndefined if strict else Undefined
         return cls(hint=message, obj=self, name=str(key), exc=MissingKeyError)  # type: ignore[arg-type]
@@ -778,6 +789,24 @@ def _discover(
     return refs, calls
 
 
+def _constants(ast: nodes.Template) -> frozenset[str]:
+    """The template's own words: what an error message may quote (KV2-INV-366)."""
+    found: set[str] = set()
+    for node in ast.find_all(nodes.Node):
+        if isinstance(node, nodes.Const):
+            if isinstance(node.value, str | int | float) and not isinstance(node.value, bool):
+                found.add(str(node.value))
+        elif isinstance(node, nodes.Getattr):
+            found.add(node.attr)
+        elif isinstance(node, nodes.Name | nodes.Macro):
+            found.add(node.name)
+        elif isinstance(node, nodes.Filter | nodes.Test):
+            found.add(node.name)
+        elif isinstance(node, nodes.Keyword):
+            found.add(node.key)
+    return frozenset(found)
+
+
 def compile_template(
     text: str,
     *,
@@ -799,6 +828,7 @@ def compile_template(
         ast = env.parse(text, name=name, filename=name)
         _check_structure(ast, name)
         refs, calls = _discover(ast, name)
+        constants = _constants(ast)
         _check_names(ast, name, env)  # last: jinja's meta pass const-folds the tree in place
         _AddGuards().visit(ast)
         code = env.compile(ast, name=name, filename=name)
@@ -819,6 +849,7 @@ def compile_template(
         _template=template,
         _calls=calls,
         _source=text,
+        _constants=constants,
     )
 
 
@@ -863,8 +894,9 @@ def _render_error(
     message = redact(message, secrets)
     if not isinstance(exc, Kv2RenderError):
         # The engine's own text may quote a value the template derived from a secret
-        # (upper-cased, sliced, encoded), which redact() cannot recognise.
-        message = scrub_quoted(message, tpl._source)
+        # (upper-cased, sliced, encoded), which redact() cannot recognise; kv2render's own
+        # messages never format a computed value in the first place (KV2-INV-366).
+        message = scrub_engine_text(message, tpl._constants)
     return cls(
         message,
         where=where,
@@ -887,6 +919,7 @@ def render(tpl: CompiledTemplate, secrets: Mapping[SecretLocation, SecretVersion
         tpl._calls,
         tpl.error_on_missing_key,
         tpl.max_output_bytes,
+        constants=tpl._constants,
         timeout=tpl.render_timeout,
         deadline=time.monotonic() + tpl.render_timeout,
     )

@@ -23,6 +23,7 @@ from kv2render.ctmpl.values import (
     type_name,
 )
 
+_LITERALS = (n.StringNode, n.NumberNode, n.BoolNode, n.NilNode)
 MISSING = object()  # Go's missingVal: "no final value from a previous pipeline stage"
 MAX_DEPTH = 100000
 # Departure from Go (issue 10, KV2-AC-285): nodes walked + functions called per render, the
@@ -397,7 +398,11 @@ class State:
             return fn.impl(*argv)
         except FuncError as exc:
             self.at(node)
-            raise self.error(f"error calling {fn.name}: {exc}") from None
+            # KV2-INV-366: Go's text (with the argument) only when every argument is a literal
+            # of the template; a computed one may be derived from a secret.
+            literal = final is MISSING and all(isinstance(a, _LITERALS) for a in arg_nodes)
+            text = str(exc) if literal else exc.hidden
+            raise self.error(f"error calling {fn.name}: {text}") from None
 
     def validate_type(self, value: Any, typ: str | None) -> Any:  # noqa: C901
         if typ is None:
@@ -486,9 +491,10 @@ def _json_number_method(state: State, number: JsonNumber, name: str) -> Any:
     try:
         return int(number) if name == "Int64" else float(number)
     except ValueError:
+        # Go quotes the number here; it is secret data, so the message does not (KV2-INV-366).
         func = "ParseInt" if name == "Int64" else "ParseFloat"
         raise state.error(
-            f"error calling {name}: strconv.{func}: parsing {go_quote(str(number))}: invalid syntax"
+            f"error calling {name}: strconv.{func}: parsing a json.Number: invalid syntax"
         ) from None
 
 
