@@ -124,6 +124,7 @@ class _RenderState:
     timeout: float = DEFAULT_RENDER_TIMEOUT
     deadline: float = 0.0  # time.monotonic() after which the render stops (KV2-INV-367)
     steps: int = 0
+    ticks: int = 0
     views: dict[tuple[str, SecretLocation], SecretData] = field(default_factory=dict)
 
     def step(self) -> None:
@@ -133,13 +134,23 @@ class _RenderState:
                 f"the template ran more than {MAX_STEPS} loop iterations and calls",
                 hint="a template that loops this much is runaway; simplify its loops",
             )
-        self.check_clock()
+        self.tick()
+
+    def tick(self) -> None:
+        """A cheap unit of work (a step, a filter on bounded input): the clock every 32nd."""
+        self.ticks += 1
+        if not self.ticks & _CLOCK_EVERY:
+            self.check_clock()
 
     def check_clock(self) -> None:
-        # A cooperative check (no signal: renders run in a thread pool, runner.py). It runs at
-        # every step and around every filter; MAX_FILTER_ITEMS keeps each call short.
+        # A cooperative check (no signal: renders run in a thread pool, runner.py): every 32
+        # steps or cheap filters (each at most a pass over max_output_bytes: about a
+        # millisecond), and before every iterating filter, which MAX_FILTER_ITEMS keeps short.
         if time.monotonic() > self.deadline:
             raise render_timeout_error(self.timeout)
+
+
+_CLOCK_EVERY = 31  # a mask: the clock is read at every 32nd tick
 
 
 def render_timeout_error(timeout: float) -> RenderError:
@@ -484,10 +495,12 @@ def _guarded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)  # keeps jinja_pass_arg (pass_context, pass_eval_context)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         state = _STATE.get()
-        if state is not None:
-            state.check_clock()
         if iterating:
+            if state is not None:
+                state.check_clock()
             _check_filter_input(name, args)
+        elif state is not None:
+            state.tick()
         if name in ("replace", "indent", "format", "join"):
             args = _precheck_filter(name, func, args, kwargs)
         result = func(*args, **kwargs)
