@@ -98,6 +98,9 @@ class TemplateConfig:
     exit_on_retry_failure: bool = False
     max_output_bytes: int = 1 << 20
     concurrency: int = 8  # concurrent reads per pass
+    # Wall-clock budget of one render (KV2-INV-367): 10x the step budget's second of work,
+    # far above any real secret file (milliseconds), far below a poll interval.
+    render_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class TemplateSpec:
     left_delimiter: str | None = None
     right_delimiter: str | None = None
     render_interval: float | None = None  # per-template override of the poll interval
+    whole_secret: bool = False  # a ref: without #key writes the whole secret (KV2-INV-365)
 
     @property
     def where(self) -> str:
@@ -234,6 +238,7 @@ def describe(config: Config) -> dict[str, Any]:
             "exit_on_retry_failure": config.template_config.exit_on_retry_failure,
             "max_output_bytes": config.template_config.max_output_bytes,
             "concurrency": config.template_config.concurrency,
+            "render_timeout": config.template_config.render_timeout,
         },
         "templates": [_describe_template(spec) for spec in config.templates],
         "status_file": _opt_str(config.status_file),
@@ -257,6 +262,7 @@ def _jsonable(value: Any) -> Any:
 def _describe_template(spec: TemplateSpec) -> dict[str, Any]:
     if spec.ref is not None:
         body: dict[str, Any] = {"ref": str(spec.ref), "secret": str(spec.ref.location)}
+        body["whole_secret"] = spec.whole_secret
     elif spec.source is not None:
         body = {"source": str(spec.source)}
     else:

@@ -5,6 +5,7 @@ dataclasses of ``config.py`` (KV2-INV-030). Split out of ``config.py``; imported
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -77,6 +78,7 @@ _TEMPLATE_CONFIG_KEYS = (
     "exit_on_retry_failure",
     "max_output_bytes",
     "concurrency",
+    "render_timeout",
 )
 _TEMPLATE_KEYS = (
     "source",
@@ -95,6 +97,7 @@ _TEMPLATE_KEYS = (
     "left_delimiter",
     "right_delimiter",
     "render_interval",
+    "whole_secret",
 )
 # Keys that make sense for a Jinja2/consul-template body but not for a raw `ref:` output.
 _TEMPLATE_ONLY_KEYS = ("syntax", "left_delimiter", "right_delimiter", "error_on_missing_key")
@@ -288,11 +291,13 @@ def _template_config(sec: Section) -> TemplateConfig:
     interval = sec.opt("static_secret_render_interval", parse_duration)
     max_bytes = sec.opt("max_output_bytes", as_int, minimum=1)
     concurrency = sec.opt("concurrency", as_int, minimum=1)
+    render_timeout = sec.opt("render_timeout", parse_duration)
     return TemplateConfig(
         static_secret_render_interval=interval or default.static_secret_render_interval,
         exit_on_retry_failure=bool(sec.opt("exit_on_retry_failure", as_bool)),
         max_output_bytes=max_bytes or default.max_output_bytes,
         concurrency=concurrency or default.concurrency,
+        render_timeout=render_timeout or default.render_timeout,
     )
 
 
@@ -335,6 +340,7 @@ def _template(index: int, raw: Any, base: Path, address: str) -> TemplateSpec:
     if source == destination:
         raise ConfigError("must differ from source", where=sec.at("destination"))
     ref = _template_ref(sec, address)
+    whole = _whole_secret(sec, ref)
     # 0600 by default; an agent config's notice about Vault Agent's 0644 is agentconfig's.
     perms = sec.opt("perms", as_perms)
     if perms is None:
@@ -359,6 +365,7 @@ def _template(index: int, raw: Any, base: Path, address: str) -> TemplateSpec:
         left_delimiter=sec.opt("left_delimiter", as_text),
         right_delimiter=sec.opt("right_delimiter", as_text),
         render_interval=sec.opt("render_interval", parse_duration),
+        whole_secret=whole,
     )
 
 
@@ -383,6 +390,40 @@ def _template_ref(sec: Section, address: str) -> SecretRef | None:
     ref = refs.parse_ref(as_str(sec.get("ref"), where), where=where)
     refs.check_authority(ref, address, where=where)
     return ref
+
+
+def _whole_secret(sec: Section, ref: SecretRef | None) -> bool:
+    """KV2-INV-365: a ``ref:`` output names one key unless ``whole_secret: true`` says so.
+
+    A ref without ``#key`` used to write every key of the secret (username, password,
+    host) as JSON into what the config calls a password file, and ``check`` passed it.
+    """
+    whole = sec.opt("whole_secret", as_bool)
+    if whole is not None and ref is None:
+        raise ConfigError(
+            "applies to ref: templates only",
+            where=sec.at("whole_secret"),
+            hint="a source/contents template chooses what it prints itself",
+        )
+    if ref is None:
+        return False
+    selects = ref.key is not None or ref.pointer is not None
+    if whole and selects:
+        raise ConfigError(
+            "whole_secret: true writes every key, but the ref selects one with '#'",
+            where=sec.at("whole_secret"),
+            hint="remove the #key from the ref, or remove whole_secret",
+        )
+    if not whole and not selects:
+        # Offline, the secret's keys are unknown: show the form with the usual key.
+        example = refs.format_ref(dataclasses.replace(ref, key="password"))
+        raise ConfigError(
+            "names no key, so the whole secret (every key, as JSON) would be written; "
+            f"name the key to write, e.g. {example}",
+            where=sec.at("ref"),
+            hint="or set whole_secret: true on this template to write the whole secret",
+        )
+    return bool(whole)
 
 
 def _syntax(sec: Section, source: Path | None) -> Literal["jinja2", "consul-template"]:

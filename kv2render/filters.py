@@ -87,8 +87,9 @@ def base64_decode(value: Any) -> str:
         raise RenderError("base64Decode: invalid base64 input (length is not a multiple of 4)")
     try:
         raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise RenderError(f"base64Decode: invalid base64 input ({exc})") from None
+    except (binascii.Error, ValueError):
+        # Not binascii's text: it counts the input's characters (KV2-INV-366).
+        raise RenderError("base64Decode: invalid base64 input") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -732,7 +732,9 @@ class Daemon:
             return
         try:
             item = self._prepare_one(
-                spec, max_output_bytes=self.cfg.template_config.max_output_bytes
+                spec,
+                max_output_bytes=self.cfg.template_config.max_output_bytes,
+                render_timeout=self.cfg.template_config.render_timeout,
             )
         except Kv2RenderError as exc:
             t.source_error = exc

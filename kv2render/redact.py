@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kv2render.vault import SecretVersion
 
-__all__ = ["REDACTED", "redact", "scrub_quoted"]
+__all__ = ["REDACTED", "redact", "scrub_engine_text", "scrub_quoted"]
 
 REDACTED = "[redacted]"
 _MIN_REDACT = 4  # shorter values are redacted only where they appear quoted
@@ -94,3 +94,44 @@ def redact(text: str, secrets: Iterable[SecretVersion]) -> str:
         return REDACTED
 
     return regex.sub(replace, text)
+
+
+# A number as Python's messages print it unquoted: an index, a length, a code point.
+_NUMBER = re.compile(r"(?<![\w.])(?:0x[0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?!\w)")
+# Python's "'<' not supported between instances of 'str' and 'int'": the operator, not data.
+_OPERATOR = re.compile(r"'(?:<|<=|>|>=|\+|-|\*|/|//|%|\*\*|@|&|\||\^|<<|>>)' not supported")
+
+
+def scrub_engine_text(message: str, constants: Collection[str]) -> str:
+    """An engine's error text with nothing a template computed (KV2-INV-366).
+
+    A quoted token is kept only when it is exactly a constant of the template source (a
+    string literal, an attribute or variable name: ``constants``) or names a type; an
+    unquoted number only when it is such a constant. Anything else may be derived from a
+    secret (``kv2(...) | lower``, a slice, arithmetic on a secret number) and becomes ``…``.
+    Stricter than :func:`scrub_quoted`, whose "appears in the source" test keeps a one-letter
+    slice of a secret (any letter appears somewhere in a template).
+    """
+
+    def keep_or_hide(match: re.Match[str]) -> str:
+        body = match.group("body")
+        if body in ("", REDACTED) or body in constants:
+            return match.group(0)
+        if _TYPE_NAME.match(body) and (body.endswith(" object") or body in _TYPE_WORDS):
+            return match.group(0)
+        quote = match.group("q")
+        return f"{quote}…{quote}"
+
+    def keep_number(match: re.Match[str]) -> str:
+        return match.group(0) if match.group(0) in constants else "…"
+
+    parts: list[str] = []
+    last = 0
+    for match in _QUOTED.finditer(message):
+        if _OPERATOR.match(message, match.start()):
+            continue
+        parts.append(_NUMBER.sub(keep_number, message[last : match.start()]))
+        parts.append(keep_or_hide(match))
+        last = match.end()
+    parts.append(_NUMBER.sub(keep_number, message[last:]))
+    return "".join(parts)

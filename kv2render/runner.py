@@ -128,7 +128,11 @@ def prepare(config: Config) -> list[PreparedTemplate]:
     for spec in config.templates:
         try:
             prepared.append(
-                prepare_one(spec, max_output_bytes=config.template_config.max_output_bytes)
+                prepare_one(
+                    spec,
+                    max_output_bytes=config.template_config.max_output_bytes,
+                    render_timeout=config.template_config.render_timeout,
+                )
             )
         except ConfigError as exc:
             problems.append(exc)
@@ -173,11 +177,19 @@ def _encode(text: str, where: str, errors: str = "strict") -> bytes:
         ) from None
 
 
-def prepare_one(spec: TemplateSpec, *, max_output_bytes: int = 1 << 20) -> PreparedTemplate:
+def prepare_one(
+    spec: TemplateSpec, *, max_output_bytes: int = 1 << 20, render_timeout: float = 10.0
+) -> PreparedTemplate:
     """Compile one template entry (KV2-INV-071: references are known before any read)."""
     if spec.ref is not None:
         ref = spec.ref
         location = ref.location
+        if ref.key is None and ref.pointer is None and not spec.whole_secret:
+            # config_build refuses this at load time; a TemplateSpec built in code too.
+            raise ConfigError(
+                "names no key; a ref: output writes one value unless whole_secret is set",
+                where=f"{spec.where}.ref",
+            )
 
         def render_ref(secrets: Mapping[SecretLocation, SecretVersion]) -> bytes:
             text = value_to_text(ref.select(secrets[location].data))
@@ -211,7 +223,11 @@ def prepare_one(spec: TemplateSpec, *, max_output_bytes: int = 1 << 20) -> Prepa
             # env/mustEnv/envOrDefault see the commands' environment: no VAULT_TOKEN/BAO_TOKEN
             # (KV2-INV-101); a template could otherwise write the token into a file (issue 10).
             text = ctmpl.render_ctmpl(
-                ct, secrets, env=command_environment(), max_output_bytes=max_output_bytes
+                ct,
+                secrets,
+                env=command_environment(),
+                max_output_bytes=max_output_bytes,
+                render_timeout=render_timeout,
             )
             out = _encode(text, name, "surrogateescape")
             if len(out) > max_output_bytes:
@@ -235,6 +251,7 @@ def prepare_one(spec: TemplateSpec, *, max_output_bytes: int = 1 << 20) -> Prepa
         name=name,
         error_on_missing_key=spec.error_on_missing_key,
         max_output_bytes=max_output_bytes,
+        render_timeout=render_timeout,
     )
 
     def render_jinja(secrets: Mapping[SecretLocation, SecretVersion]) -> bytes:

@@ -28,16 +28,18 @@ import contextvars
 import functools
 import inspect
 import re
+import time
 import types
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from string import Formatter
 from typing import TYPE_CHECKING, Any, cast
 
-from jinja2 import StrictUndefined, Undefined, nodes, pass_context
+from jinja2 import Environment, StrictUndefined, Undefined, nodes, pass_context
 from jinja2 import TemplateSyntaxError as JinjaSyntaxError
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.meta import find_undeclared_variables
+from jinja2.nodes import EvalContext
 from jinja2.runtime import BlockReference, Context, LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
@@ -50,7 +52,7 @@ from kv2render.errors import (
     TemplateSyntaxError,
 )
 from kv2render.filters import FILTERS, plain
-from kv2render.redact import REDACTED, redact, scrub_quoted
+from kv2render.redact import REDACTED, redact, scrub_engine_text
 from kv2render.refs import SecretLocation, SecretRef, parse_ref, value_to_text
 
 if TYPE_CHECKING:
@@ -60,6 +62,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
+    "DEFAULT_RENDER_TIMEOUT",
+    "MAX_FILTER_ITEMS",
     "MAX_RANGE",
     "MAX_STEPS",
     "REDACTED",
@@ -71,9 +75,13 @@ __all__ = [
 ]
 
 DEFAULT_MAX_OUTPUT_BYTES = 1 << 20
+DEFAULT_RENDER_TIMEOUT = 10.0  # seconds of wall clock per render (KV2-INV-367)
 MAX_RANGE = 10_000  # items one range() call may produce
 MAX_STEPS = 1_000_000  # loop iterations + calls per render (about a second of work)
 MAX_POWER_BITS = 4096  # the largest integer '**' may build
+# KV2-INV-368: the most items a filter that iterates or sorts its input may be given, so that
+# no single call runs long between two clock checks (sorting 100,000 items: ~0.1 s).
+MAX_FILTER_ITEMS = 100_000
 _FUNCTIONS = ("kv2", "secret")
 
 
@@ -88,11 +96,15 @@ class CompiledTemplate:
     refs: tuple[SecretRef, ...]  # every distinct secret()/kv2() reference, in source order
     error_on_missing_key: bool = True
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    render_timeout: float = DEFAULT_RENDER_TIMEOUT
     _template: Template | None = field(default=None, repr=False, compare=False)
     _calls: Mapping[tuple[str, str], SecretRef] = field(
         default_factory=dict, repr=False, compare=False
     )
-    _source: str = field(default="", repr=False, compare=False)  # to scrub error text
+    _source: str = field(default="", repr=False, compare=False)
+    # Every constant written in the template (string/number literals, attribute, variable,
+    # filter and macro names): the only text an error may quote (KV2-INV-366).
+    _constants: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     @property
     def locations(self) -> frozenset[SecretLocation]:
@@ -108,7 +120,11 @@ class _RenderState:
     calls: Mapping[tuple[str, str], SecretRef]
     strict: bool
     limit: int
+    constants: frozenset[str] = frozenset()
+    timeout: float = DEFAULT_RENDER_TIMEOUT
+    deadline: float = 0.0  # time.monotonic() after which the render stops (KV2-INV-367)
     steps: int = 0
+    ticks: int = 0
     views: dict[tuple[str, SecretLocation], SecretData] = field(default_factory=dict)
 
     def step(self) -> None:
@@ -118,6 +134,32 @@ class _RenderState:
                 f"the template ran more than {MAX_STEPS} loop iterations and calls",
                 hint="a template that loops this much is runaway; simplify its loops",
             )
+        self.tick()
+
+    def tick(self) -> None:
+        """A cheap unit of work (a step, a filter on bounded input): the clock every 32nd."""
+        self.ticks += 1
+        if not self.ticks & _CLOCK_EVERY:
+            self.check_clock()
+
+    def check_clock(self) -> None:
+        # A cooperative check (no signal: renders run in a thread pool, runner.py): every 32
+        # steps or cheap filters (each at most a pass over max_output_bytes: about a
+        # millisecond), and before every iterating filter, which MAX_FILTER_ITEMS keeps short.
+        if time.monotonic() > self.deadline:
+            raise render_timeout_error(self.timeout)
+
+
+_CLOCK_EVERY = 31  # a mask: the clock is read at every 32nd tick
+
+
+def render_timeout_error(timeout: float) -> RenderError:
+    """KV2-FC-370: the one message both engines give when a render runs out of time."""
+    return RenderError(
+        f"render stopped after {timeout:g}s (template_config.render_timeout)",
+        hint="a template that runs this long is runaway; simplify it, or raise "
+        "template_config.render_timeout",
+    )
 
 
 _STATE: contextvars.ContextVar[_RenderState | None] = contextvars.ContextVar(
@@ -177,8 +219,15 @@ class SecretData(Mapping[str, Any]):
 
     def _missing(self, key: Any) -> Undefined:
         where = f" at {self._path}" if self._path else ""
-        message = f"key {key!r} not found{where} in secret {self._label}"
         state = _STATE.get()
+        # KV2-INV-366: the key is named only when the template spells it as a constant
+        # (.nope, ["nope"]); a computed key may be derived from a secret (| lower, a slice).
+        constants = state.constants if state is not None else frozenset()
+        literal = isinstance(key, str | int) and not isinstance(key, bool)
+        if literal and str(key) in constants:
+            message = f"key {key!r} not found{where} in secret {self._label}"
+        else:
+            message = f"a computed key was not found{where} in secret {self._label}"
         strict = state.strict if state is not None else True
         cls = StrictUndefined if strict else Undefined
         return cls(hint=message, obj=self, name=str(key), exc=MissingKeyError)  # type: ignore[arg-type]
@@ -269,7 +318,8 @@ def _secret(text: Any) -> Any:
 def _range(*args: int) -> range:
     rng = range(*args)
     if len(rng) > MAX_RANGE:
-        raise RenderError(f"range() is limited to {MAX_RANGE} items, this one has {len(rng)}")
+        # Not its length: the bounds may be computed from a secret number (KV2-INV-366).
+        raise RenderError(f"range() is limited to {MAX_RANGE} items, this one has more")
     return rng
 
 
@@ -420,9 +470,37 @@ def _precheck_filter(name: str, func: Callable[..., Any], args: Any, kwargs: Any
     return args
 
 
+# KV2-INV-368: filters whose work grows with (or faster than) the size of their input.
+_ITERATING_FILTERS = frozenset(
+    """list sort unique reverse join map select reject selectattr rejectattr dictsort groupby
+    sum min max items""".split()
+)
+
+
+def _check_filter_input(name: str, args: tuple[Any, ...]) -> None:
+    """Refuse an input too large for one call (its length is not shown: KV2-INV-366)."""
+    passed = (Context, EvalContext, Environment)  # pass_context/eval_context/environment
+    value = next((a for a in args[:2] if not isinstance(a, passed)), None)
+    if isinstance(value, str | list | tuple | Mapping | range) and len(value) > MAX_FILTER_ITEMS:
+        raise RenderError(
+            f"the {name} filter takes at most {MAX_FILTER_ITEMS} items (MAX_FILTER_ITEMS); "
+            "its input has more",
+            hint="a secret file does not need this much work; simplify the template",
+        )
+
+
 def _guarded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    iterating = name in _ITERATING_FILTERS
+
     @functools.wraps(func)  # keeps jinja_pass_arg (pass_context, pass_eval_context)
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        state = _STATE.get()
+        if iterating:
+            if state is not None:
+                state.check_clock()
+            _check_filter_input(name, args)
+        elif state is not None:
+            state.tick()
         if name in ("replace", "indent", "format", "join"):
             args = _precheck_filter(name, func, args, kwargs)
         result = func(*args, **kwargs)
@@ -724,12 +802,31 @@ def _discover(
     return refs, calls
 
 
+def _constants(ast: nodes.Template) -> frozenset[str]:
+    """The template's own words: what an error message may quote (KV2-INV-366)."""
+    found: set[str] = set()
+    for node in ast.find_all(nodes.Node):
+        if isinstance(node, nodes.Const):
+            if isinstance(node.value, str | int | float) and not isinstance(node.value, bool):
+                found.add(str(node.value))
+        elif isinstance(node, nodes.Getattr):
+            found.add(node.attr)
+        elif isinstance(node, nodes.Name | nodes.Macro):
+            found.add(node.name)
+        elif isinstance(node, nodes.Filter | nodes.Test):
+            found.add(node.name)
+        elif isinstance(node, nodes.Keyword):
+            found.add(node.key)
+    return frozenset(found)
+
+
 def compile_template(
     text: str,
     *,
     name: str,
     error_on_missing_key: bool = True,
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    render_timeout: float = DEFAULT_RENDER_TIMEOUT,
 ) -> CompiledTemplate:
     """Parse, check and compile ``text``; raise TemplateSyntaxError ``name:line: ...``.
 
@@ -737,11 +834,14 @@ def compile_template(
     """
     if max_output_bytes < 1:
         raise ValueError("max_output_bytes must be positive")
+    if not render_timeout > 0:
+        raise ValueError("render_timeout must be positive")
     env = _env()
     try:
         ast = env.parse(text, name=name, filename=name)
         _check_structure(ast, name)
         refs, calls = _discover(ast, name)
+        constants = _constants(ast)
         _check_names(ast, name, env)  # last: jinja's meta pass const-folds the tree in place
         _AddGuards().visit(ast)
         code = env.compile(ast, name=name, filename=name)
@@ -758,9 +858,11 @@ def compile_template(
         refs=tuple(refs),
         error_on_missing_key=error_on_missing_key,
         max_output_bytes=max_output_bytes,
+        render_timeout=render_timeout,
         _template=template,
         _calls=calls,
         _source=text,
+        _constants=constants,
     )
 
 
@@ -805,8 +907,9 @@ def _render_error(
     message = redact(message, secrets)
     if not isinstance(exc, Kv2RenderError):
         # The engine's own text may quote a value the template derived from a secret
-        # (upper-cased, sliced, encoded), which redact() cannot recognise.
-        message = scrub_quoted(message, tpl._source)
+        # (upper-cased, sliced, encoded), which redact() cannot recognise; kv2render's own
+        # messages never format a computed value in the first place (KV2-INV-366).
+        message = scrub_engine_text(message, tpl._constants)
     return cls(
         message,
         where=where,
@@ -824,13 +927,22 @@ def render(tpl: CompiledTemplate, secrets: Mapping[SecretLocation, SecretVersion
         if got is None:
             raise RenderError(f"secret {location} was not read before rendering", where=tpl.name)
         available[location] = got
-    state = _RenderState(available, tpl._calls, tpl.error_on_missing_key, tpl.max_output_bytes)
+    state = _RenderState(
+        available,
+        tpl._calls,
+        tpl.error_on_missing_key,
+        tpl.max_output_bytes,
+        constants=tpl._constants,
+        timeout=tpl.render_timeout,
+        deadline=time.monotonic() + tpl.render_timeout,
+    )
     token = _STATE.set(state)
     chunks: list[str] = []
     size = 0
     generator = cast(Generator[str, None, None], tpl._template.generate())
     try:
         for chunk in generator:
+            state.check_clock()
             size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
             if size > tpl.max_output_bytes:
                 raise RenderError(

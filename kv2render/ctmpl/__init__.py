@@ -18,6 +18,7 @@ the exact bytes Vault Agent would write.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -178,6 +179,7 @@ def render_ctmpl(
     env: Mapping[str, str] | None = None,
     now: Callable[[], datetime] | None = None,
     max_output_bytes: int = 1 << 20,
+    render_timeout: float = 10.0,
 ) -> str:
     """Render with Vault Agent's semantics; RenderError/MissingKeyError name ``name:line:col``."""
     cache: dict[SecretLocation, GoSecret] = {}
@@ -196,6 +198,8 @@ def render_ctmpl(
         now=now or (lambda: datetime.now(UTC)),
         secret=secret,
         max_bytes=max_output_bytes,
+        deadline=time.monotonic() + render_timeout,
+        timeout=render_timeout,
     )
     try:
         return execute(

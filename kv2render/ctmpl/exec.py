@@ -7,6 +7,7 @@ name the value's type instead, so a secret never reaches an error (KV2-INV-001).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from kv2render.ctmpl import nodes as n
@@ -22,6 +23,7 @@ from kv2render.ctmpl.values import (
     type_name,
 )
 
+_LITERALS = (n.StringNode, n.NumberNode, n.BoolNode, n.NilNode)
 MISSING = object()  # Go's missingVal: "no final value from a previous pipeline stage"
 MAX_DEPTH = 100000
 # Departure from Go (issue 10, KV2-AC-285): nodes walked + functions called per render, the
@@ -84,6 +86,15 @@ class State:
                 "functions): a runaway loop?"
             )
             error.context = None  # the node here is a loop body, not an action worth quoting
+            raise error
+        if not self.steps & 31 and time.monotonic() > self.ctx.deadline:
+            # KV2-INV-367: the wall-clock budget, checked cooperatively every 32 steps (no
+            # signal: renders run in a thread pool; a function is bounded by max_output_bytes,
+            # about a millisecond). Same text as the Jinja2 engine's (KV2-FC-370).
+            error = self.error(
+                f"render stopped after {self.ctx.timeout:g}s (template_config.render_timeout)"
+            )
+            error.context = None
             raise error
 
     def emit(self, text: str) -> None:
@@ -388,7 +399,11 @@ class State:
             return fn.impl(*argv)
         except FuncError as exc:
             self.at(node)
-            raise self.error(f"error calling {fn.name}: {exc}") from None
+            # KV2-INV-366: Go's text (with the argument) only when every argument is a literal
+            # of the template; a computed one may be derived from a secret.
+            literal = final is MISSING and all(isinstance(a, _LITERALS) for a in arg_nodes)
+            text = str(exc) if literal else exc.hidden
+            raise self.error(f"error calling {fn.name}: {text}") from None
 
     def validate_type(self, value: Any, typ: str | None) -> Any:  # noqa: C901
         if typ is None:
@@ -477,9 +492,10 @@ def _json_number_method(state: State, number: JsonNumber, name: str) -> Any:
     try:
         return int(number) if name == "Int64" else float(number)
     except ValueError:
+        # Go quotes the number here; it is secret data, so the message does not (KV2-INV-366).
         func = "ParseInt" if name == "Int64" else "ParseFloat"
         raise state.error(
-            f"error calling {name}: strconv.{func}: parsing {go_quote(str(number))}: invalid syntax"
+            f"error calling {name}: strconv.{func}: parsing a json.Number: invalid syntax"
         ) from None
 
 

@@ -32,7 +32,17 @@ from kv2render.ctmpl.values import (
 
 
 class FuncError(Exception):
-    """A function returned an error; the executor reports ``error calling NAME: ...``."""
+    """A function returned an error; the executor reports ``error calling NAME: ...``.
+
+    ``hidden`` is the same message without the values Go would print (an argument, an index,
+    a byte offset in the input). The executor uses it unless every argument of the call is a
+    literal written in the template (KV2-INV-366): a value computed by the template may be
+    derived from a secret (``mustEnv (toLower .Data.data.password)``).
+    """
+
+    def __init__(self, message: str, *, hidden: str | None = None) -> None:
+        super().__init__(message)
+        self.hidden = message if hidden is None else hidden
 
 
 @dataclass
@@ -42,6 +52,9 @@ class CallContext:
     secret: Callable[[str], GoSecret]
     # max_output_bytes: also the largest string a function may build (issue 10 item 3).
     max_bytes: int = 1 << 20
+    # KV2-INV-367: time.monotonic() after which the render stops, and the budget it came from.
+    deadline: float = float("inf")
+    timeout: float = 10.0
 
 
 def _bounded(ctx: CallContext, name: str, size: int) -> None:
@@ -102,7 +115,7 @@ def _index_arg(idx: Any, cap: int) -> int:
     if not isinstance(idx, int) or isinstance(idx, bool):
         raise FuncError(f"cannot index slice/array with type {type_name(idx)}")
     if idx < 0 or idx >= cap:
-        raise FuncError(f"index out of range: {idx}")
+        raise FuncError(f"index out of range: {idx}", hidden="index out of range")
     return idx
 
 
@@ -227,7 +240,10 @@ def _env(ctx: CallContext, name: str) -> str:
 def _must_env(ctx: CallContext, name: str) -> str:
     value = ctx.env.get(name, "")
     if value == "":
-        raise FuncError(f"required environment variable {name} is empty")
+        raise FuncError(
+            f"required environment variable {name} is empty",
+            hidden="a required environment variable (its name computed by the template) is empty",
+        )
     return value
 
 
@@ -244,11 +260,17 @@ def _b64decode(s: str, name: str, url: bool) -> str:
     alphabet = _B64_URL if url else _B64_STD
     for i, c in enumerate(raw):
         if c != "=" and not alphabet.fullmatch(c):
-            raise FuncError(f"{name}: illegal base64 data at input byte {i}")
+            raise FuncError(
+                f"{name}: illegal base64 data at input byte {i}",
+                hidden=f"{name}: illegal base64 data",
+            )
     try:
         data = base64.b64decode(raw, altchars=b"-_" if url else None, validate=True)
     except (binascii.Error, ValueError):
-        raise FuncError(f"{name}: illegal base64 data at input byte {_pad_error_at(raw)}") from None
+        raise FuncError(
+            f"{name}: illegal base64 data at input byte {_pad_error_at(raw)}",
+            hidden=f"{name}: illegal base64 data",
+        ) from None
     return data.decode("utf-8", "surrogateescape")
 
 
@@ -335,7 +357,9 @@ def _to_json(name: str, indent: str | None, escape_html: bool) -> Callable[[Any]
         try:
             return gojson.encode(v, indent=indent, escape_html=escape_html).strip(" \t\r\n")
         except gojson.JSONError as exc:
-            raise FuncError(f"{name}: {exc}") from None
+            # Go names the value (json: unsupported value: +Inf); hidden keeps the kind only.
+            kind = str(exc).split(":")[1].strip() if str(exc).count(":") >= 2 else "error"
+            raise FuncError(f"{name}: {exc}", hidden=f"{name}: json: {kind}") from None
 
     return impl
 
@@ -344,7 +368,10 @@ def _parse_int(s: str) -> int:
     if s == "":
         return 0
     if not re.fullmatch(r"[+-]?[0-9]+", s):
-        raise FuncError(f"parseInt: strconv.ParseInt: parsing {sprintf('%q', [s])}: invalid syntax")
+        raise FuncError(
+            f"parseInt: strconv.ParseInt: parsing {sprintf('%q', [s])}: invalid syntax",
+            hidden="parseInt: strconv.ParseInt: parsing a computed value: invalid syntax",
+        )
     return int(s)
 
 
@@ -356,7 +383,8 @@ def _parse_bool(s: str) -> bool:
     table["False"] = False
     if s not in table:
         raise FuncError(
-            f"parseBool: strconv.ParseBool: parsing {sprintf('%q', [s])}: invalid syntax"
+            f"parseBool: strconv.ParseBool: parsing {sprintf('%q', [s])}: invalid syntax",
+            hidden="parseBool: strconv.ParseBool: parsing a computed value: invalid syntax",
         )
     return table[s]
 

@@ -90,6 +90,21 @@ CASES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
         5,
         ("loop",),
     ),
+    # -- Jinja2: one filter call doing unbounded work (issue 14 item 9, KV2-AC-375)
+    (
+        "jinja-cpu-list-sort",
+        "jinja2",
+        "{% set x='a'*500000 %}{% for i in range(50) %}{% set l = x|list|sort %}{% endfor %}",
+        5,
+        ("MAX_FILTER_ITEMS", "list filter"),
+    ),
+    (
+        "jinja-cpu-list-sort-10000",
+        "jinja2",
+        "{% set x='a'*500000 %}{% for i in range(10000) %}{% set l = x|list|sort %}{% endfor %}",
+        5,
+        ("MAX_FILTER_ITEMS",),
+    ),
     (
         "jinja-macro-recursion",
         "jinja2",

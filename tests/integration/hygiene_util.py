@@ -8,8 +8,9 @@ which reports which sentinel appeared where, with a short excerpt, never a whole
 output.
 
 A sentinel is also found when it shows up transformed: its random core is searched
-case-insensitively (``| upper``, a slice that keeps the core) and its base64 spelling
-is searched too. A value derived from a secret is still the secret.
+case-insensitively (``| upper``, a slice that keeps the core), reversed, and its base64
+spelling is searched too; :meth:`Sentinels.derive` adds any other derived text. A value
+derived from a secret is still the secret.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Sentinel:
             ("value", re.compile(re.escape(self.value))),
             ("core (any case)", re.compile(re.escape(self.core), re.IGNORECASE)),
             ("base64", re.compile(re.escape(b64[: max(8, len(b64) - 4)]))),
+            ("core reversed", re.compile(re.escape(self.core[::-1]), re.IGNORECASE)),
         ]
 
 
@@ -63,6 +65,12 @@ class Sentinels:
         digits = "9" + "".join(secrets.choice("0123456789") for _ in range(11))
         self.items[name] = Sentinel(name, digits, digits)
         return int(digits)
+
+    def derive(self, name: str, text: str) -> str:
+        """Also look for ``text``, a value a template derives from a secret (a slice, the
+        result of arithmetic on a secret number): it is secret material too."""
+        self.items[name] = Sentinel(name, text, text)
+        return text
 
     def __getitem__(self, name: str) -> str:
         return self.items[name].value
