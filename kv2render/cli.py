@@ -1,13 +1,20 @@
 """argv -> exit code. Logging set-up, sub-command dispatch. No logic of its own.
 
-    kv2render [--config PATH] [--once] [--log-level L] [--log-format F]
-                                          render (a daemon unless --once)
-    kv2render check --config PATH         validate offline; list what would be read
-    kv2render status --config PATH        print the daemon's status file
-    kv2render dev-server [...]            the embedded KV2 dev server (development and tests only)
-    kv2render quickstart [DIR] [--out D]  dev server + the quickstart example, rendered once
-    kv2render convert FILE.ctmpl          print a consul-template template as Jinja2
-    kv2render convert-config AGENT.hcl    print a Vault Agent config as kv2render YAML
+    kv2render [GLOBAL] [--config PATH] [--once]  render (a daemon unless --once)
+    kv2render [GLOBAL] check --config PATH        validate offline; list what would be read
+    kv2render [GLOBAL] status --config PATH       print the daemon's status file
+    kv2render [GLOBAL] dev-server [...]           the embedded KV2 dev server (dev and tests only)
+    kv2render [GLOBAL] quickstart [DIR] [--out D] dev server + the quickstart example, rendered once
+    kv2render [GLOBAL] convert FILE.ctmpl         print a consul-template template as Jinja2
+    kv2render [GLOBAL] convert-config AGENT.hcl   print a Vault Agent config as kv2render YAML
+    kv2render --version
+
+GLOBAL is ``--log-level L`` and ``--log-format F``; they may also follow the sub-command
+(KV2-INV-395). A first parse takes them out of argv wherever they are (``_GLOBAL_OPTIONS``);
+the rest goes to the sub-command's own parser. To add another option that every
+sub-command accepts, add it in :func:`_global_options` and read it from the namespace that
+:func:`_split_globals` returns; an option of one sub-command (or of the render mode, like
+``--once``) goes on that sub-command's parser instead.
 
 Exit codes live on the exception classes (errors.py); only :func:`main` turns
 them into an exit (STYLE.md convention 5).
@@ -23,12 +30,89 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from kv2render import __version__, logsetup
-from kv2render.errors import ConfigError, Kv2RenderError
+from kv2render import logsetup
+from kv2render.errors import ConfigError, ConfigErrors, Kv2RenderError
 
 log = logging.getLogger("kv2render")
 
 SUBCOMMANDS = ("check", "status", "dev-server", "quickstart", "convert", "convert-config")
+
+_SUMMARIES = {
+    "check": "validate offline; list what would be read",
+    "status": "print the daemon's status file",
+    "dev-server": "the embedded KV2 dev server (development and tests only)",
+    "quickstart": "dev server + an example, rendered once",
+    "convert": "print a consul-template template as Jinja2",
+    "convert-config": "print a Vault Agent config as kv2render YAML",
+}
+
+_LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
+_LOG_FORMATS = ("text", "json")
+
+# KV2-INV-395: the top-level usage names every sub-command, also in a usage error.
+USAGE = (
+    "kv2render [--log-level L] [--log-format F] [--config PATH] [--once] [options]\n"
+    "       kv2render [--log-level L] [--log-format F] {" + ",".join(SUBCOMMANDS) + "} ...\n"
+    "       kv2render --version"
+)
+
+
+def version() -> str:
+    """The installed distribution's version; the package's own when it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("kv2render")
+    except metadata.PackageNotFoundError:
+        from kv2render import __version__
+
+        return __version__
+
+
+def _global_options(parser: argparse.ArgumentParser, *, for_help: bool = False) -> None:
+    """The options every sub-command takes, before or after its name (KV2-INV-395).
+
+    ``for_help``: a sub-command's parser lists them in its --help only; the values always
+    come from :func:`_split_globals`, which took them out of argv first.
+    """
+    group = parser.add_argument_group("global options (before or after the sub-command)")
+    group.add_argument(
+        "--log-level",
+        choices=_LOG_LEVELS,
+        default=argparse.SUPPRESS if for_help else os.environ.get("KV2RENDER_LOG_LEVEL", "info"),
+        help="log verbosity (default: info, or $KV2RENDER_LOG_LEVEL); logs carry metadata "
+        "only, never secret values",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=_LOG_FORMATS,
+        default=argparse.SUPPRESS if for_help else os.environ.get("KV2RENDER_LOG_FORMAT", "text"),
+        help="text (default, or $KV2RENDER_LOG_FORMAT), or one JSON object per line for "
+        "everything kv2render prints",
+    )
+    if not for_help:
+        group.add_argument("--version", action="version", version=f"kv2render {version()}")
+
+
+def _split_globals(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Take the global options out of ``argv``, wherever they are; the rest keeps its order.
+
+    ``allow_abbrev=False``: only the exact names are global, so a sub-command's own option
+    that merely starts like one (``--log``...) is left to the sub-command's parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog="kv2render", usage=USAGE, add_help=False, allow_abbrev=False
+    )
+    _global_options(parser)
+    found, rest = parser.parse_known_args(list(argv))
+    # Defaults from the environment are not checked by argparse's choices.
+    for name, env, choices in (
+        ("log_level", "KV2RENDER_LOG_LEVEL", _LOG_LEVELS),
+        ("log_format", "KV2RENDER_LOG_FORMAT", _LOG_FORMATS),
+    ):
+        if getattr(found, name) not in choices:
+            parser.error(f"{env}: must be one of {', '.join(choices)}")
+    return found, rest
 
 
 def _common(parser: argparse.ArgumentParser, *, config_required: bool = False) -> None:
@@ -41,27 +125,19 @@ def _common(parser: argparse.ArgumentParser, *, config_required: bool = False) -
         help="config file (YAML, JSON or Vault Agent HCL); default: $KV2RENDER_CONFIG"
         + (" (required)" if config_required else ""),
     )
-    parser.add_argument(
-        "--log-level",
-        choices=("trace", "debug", "info", "warn", "error"),
-        default=os.environ.get("KV2RENDER_LOG_LEVEL", "info"),
-        help="log verbosity (default: info); logs carry metadata only, never secret values",
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default=os.environ.get("KV2RENDER_LOG_FORMAT", "text"),
-        help="text, or one JSON object per line for everything kv2render prints",
-    )
+    _global_options(parser, for_help=True)
 
 
 def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kv2render",
+        usage=USAGE,
         description="Render files from KV2-protocol secrets (HashiCorp Vault, OpenBao, OVHcloud "
-        "Secret Manager), written atomically with mode 0600. Sub-commands: "
-        + ", ".join(SUBCOMMANDS)
-        + " (see 'kv2render SUBCOMMAND --help').",
+        "Secret Manager), written atomically with mode 0600. Without a sub-command: render "
+        "every template, as a daemon unless --once.",
+        epilog="sub-commands (see 'kv2render SUBCOMMAND --help'):\n"
+        + "\n".join(f"  {name:<16}{_SUMMARIES[name]}" for name in SUBCOMMANDS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(parser)
     parser.add_argument(
@@ -75,7 +151,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--namespace", metavar="NS", help="namespace (overrides VAULT_NAMESPACE and the file)"
     )
-    parser.add_argument("--version", action="version", version=f"kv2render {__version__}")
+    parser.add_argument("--version", action="version", version=f"kv2render {version()}")
     return parser
 
 
@@ -100,23 +176,24 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
-    if command == "dev-server":
-        from kv2render.devserver.cli import main as dev_main
-
-        return dev_main(argv[1:])
-    fmt = "text"
     try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # argparse: --help, --version (0), a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+
+
+def _main(argv: list[str]) -> int:
+    options, rest = _split_globals(argv)
+    logsetup.configure(options.log_level, options.log_format)
+    command = rest[0] if rest and rest[0] in SUBCOMMANDS else None
+    try:
+        if command == "dev-server":
+            from kv2render.devserver.cli import main as dev_main
+
+            return dev_main(rest[1:])
         if command is None:
-            args = _run_parser().parse_args(argv)
-            fmt = args.log_format
-            logsetup.configure(args.log_level, fmt)
-            return _cmd_run(args)
-        parser = _sub_parser(command)
-        args = parser.parse_args(argv[1:])
-        fmt = getattr(args, "log_format", "text")
-        logsetup.configure(getattr(args, "log_level", "info"), fmt)
+            return _cmd_run(_run_parser().parse_args(rest), options)
+        args = _sub_parser(command).parse_args(rest[1:])
         handler = {
             "check": _cmd_check,
             "status": _cmd_status,
@@ -124,9 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "convert": _cmd_convert,
             "convert-config": _cmd_convert_config,
         }[command]
-        return handler(args)
+        return handler(args, options)
     except Kv2RenderError as exc:
-        log.error("%s", exc, extra={"error_type": type(exc).__name__})
+        log_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -143,6 +220,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in traceback.format_list(traceback.extract_tb(exc.__traceback__)):
                 log.debug("%s", line.rstrip())
         return 1
+
+
+def log_error(exc: Kv2RenderError) -> None:
+    """One ERROR line per problem: a ConfigErrors lists each of its errors (KV2-INV-398)."""
+    for one in exc.errors if isinstance(exc, ConfigErrors) else (exc,):
+        log.error("%s", one, extra={"error_type": type(one).__name__})
 
 
 def _sub_parser(command: str) -> argparse.ArgumentParser:
@@ -178,7 +261,7 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
 # -- sub-commands --------------------------------------------------------------------------
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _cmd_run(args: argparse.Namespace, options: argparse.Namespace) -> int:
     from kv2render import config as config_mod
 
     cfg = config_mod.load(_config_path(args), overrides=_overrides(args))
@@ -191,25 +274,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_daemon(cfg, config_path=_config_path(args), overrides=_overrides(args))
 
 
-def _cmd_check(args: argparse.Namespace) -> int:
+def _cmd_check(args: argparse.Namespace, options: argparse.Namespace) -> int:
     from kv2render.app import check
 
-    return check(_config_path(args), fmt=args.log_format)
+    return check(_config_path(args), fmt=options.log_format)
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
+def _cmd_status(args: argparse.Namespace, options: argparse.Namespace) -> int:
     from kv2render.app import print_status
 
-    return print_status(_config_path(args), fmt=args.log_format)
+    return print_status(_config_path(args), fmt=options.log_format)
 
 
-def _cmd_quickstart(args: argparse.Namespace) -> int:
+def _cmd_quickstart(args: argparse.Namespace, options: argparse.Namespace) -> int:
     from kv2render.app import quickstart
 
-    return quickstart(args.directory, args.out, fmt=args.log_format)
+    return quickstart(args.directory, args.out, fmt=options.log_format)
 
 
-def _cmd_convert(args: argparse.Namespace) -> int:
+def _cmd_convert(args: argparse.Namespace, options: argparse.Namespace) -> int:
     from pathlib import Path
 
     from kv2render.ctmpl import to_jinja2
@@ -223,7 +306,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_convert_config(args: argparse.Namespace) -> int:
+def _cmd_convert_config(args: argparse.Namespace, options: argparse.Namespace) -> int:
     from kv2render.agentconfig import convert_config
 
     sys.stdout.write(convert_config(args.agent_config))

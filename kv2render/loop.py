@@ -42,6 +42,7 @@ from kv2render.errors import (
     Kv2RenderError,
     TransientError,
 )
+from kv2render.logsetup import count
 from kv2render.notify import Notifier
 from kv2render.refs import SecretLocation
 from kv2render.runner import CommandResult, PreparedTemplate, RenderResult
@@ -502,9 +503,9 @@ class Daemon:
         self.passes += 1
         unchanged = len(fetched) - len(changed) - len(errors)
         log.debug(
-            "poll: %d secrets read, %d new versions, %d unchanged, %d failed",
-            len(fetched),
-            len(changed),
+            "poll: %s read, %s, %d unchanged, %d failed",
+            count(len(fetched), "secret"),
+            count(len(changed), "new version"),
             unchanged,
             len(errors),
         )
@@ -627,12 +628,16 @@ class Daemon:
         ok = sum(1 for t in self.templates if t.error is None and t.last_render is not None)
         failed = sum(1 for t in self.templates if t.error is not None)
         self._state = "running" if failed == 0 else "degraded"
-        line = f"{len(self.templates)} templates: {ok} rendered, {failed} failing"
+        line = f"{count(len(self.templates), 'template')}: {ok} rendered, {failed} failing"
+        failed_commands = sum(1 for t in self.templates if t.command_error is not None)
+        if failed_commands:
+            # KV2-INV-399: a failing command shows in the summary as in the status file.
+            line += f"; {count(failed_commands, 'command')} failed"
         if not self.ready and ok == len(self.templates):
             # READY=1 after the first complete render: units ordered After= us find files.
             self.ready = True
             self.notifier.ready(line)
-            log.info("all %d templates rendered; ready", len(self.templates))
+            log.info("%s rendered; ready", count(len(self.templates), "template"))
         elif line != self._last_status_line:
             self.notifier.status(line)
         self._last_status_line = line
@@ -770,7 +775,7 @@ class Daemon:
             self.status_file = StatusFile(new.status_file)
         self.templates = [_Template(item) for item in prepared]
         self._due = {loc: t for loc, t in self._due.items() if loc in self._locations()}
-        log.info("%s: config reloaded (%d templates)", reason, len(self.templates))
+        log.info("%s: config reloaded (%s)", reason, count(len(self.templates), "template"))
         self.notifier.status(f"config reloaded ({reason})")
         self._watch()
         return True

@@ -35,7 +35,9 @@ from kv2render.errors import (
     Kv2RenderError,
     RenderError,
     TemplateSyntaxError,
+    raise_all,
 )
+from kv2render.logsetup import count
 from kv2render.refs import SecretLocation, value_to_text
 from kv2render.vault import SecretStore, SecretVersion
 
@@ -117,28 +119,43 @@ class PassReport:
                 return command.error.exit_code
         return 0
 
+    def summary(self) -> str:
+        """One line: templates written/unchanged/failed, commands run/failed, reads."""
+        written = sum(1 for r in self.results if r.did_write)
+        failed = len(self.failed)
+        text = (
+            f"{count(len(self.results), 'template')}: {written} written, "
+            f"{len(self.results) - written - failed} unchanged, {failed} failed"
+        )
+        if self.commands:
+            # KV2-INV-399: a failed command counts in the summary as in the exit code.
+            failed_commands = sum(1 for c in self.commands if c.error is not None)
+            text += f"; {count(len(self.commands), 'command')} run, {failed_commands} failed"
+        return f"{text}; {count(self.reads, 'secret')} read"
+
 
 # -- preparation ---------------------------------------------------------------------------
 
 
 def prepare(config: Config) -> list[PreparedTemplate]:
-    """Compile every template; raise one ConfigError listing every problem found."""
+    """Compile every template; raise every problem found, not only the first (KV2-INV-398)."""
+    prepared, problems = prepare_all(config.templates, config.template_config.max_output_bytes)
+    raise_all(problems)
+    return prepared
+
+
+def prepare_all(
+    specs: Iterable[TemplateSpec], max_output_bytes: int
+) -> tuple[list[PreparedTemplate], list[ConfigError]]:
+    """Compile each of ``specs``: those that compiled, and the problems of the others."""
     prepared: list[PreparedTemplate] = []
     problems: list[ConfigError] = []
-    for spec in config.templates:
+    for spec in specs:
         try:
-            prepared.append(
-                prepare_one(spec, max_output_bytes=config.template_config.max_output_bytes)
-            )
+            prepared.append(prepare_one(spec, max_output_bytes=max_output_bytes))
         except ConfigError as exc:
             problems.append(exc)
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise ConfigError(
-            f"{len(problems)} templates are invalid:\n  " + "\n  ".join(str(p) for p in problems)
-        )
-    return prepared
+    return prepared, problems
 
 
 def _read_source(spec: TemplateSpec) -> str:
