@@ -132,11 +132,29 @@ _DEMOTE = _Demote()
 _WATCHFILES_LOGGERS = ("watchfiles", "watchfiles.main", "watchfiles.watcher", "watchfiles.run")
 
 
+HANDLER_NAME = "kv2render"  # the root handler configure() installs
+
+
+def configured() -> bool:
+    """Whether :func:`configure` set up the root logger (the dev server, run on its own,
+    configures logging itself only when it was not)."""
+    return any(h.get_name() == HANDLER_NAME for h in logging.getLogger().handlers)
+
+
+def unconfigure() -> None:
+    """Remove the handler :func:`configure` installed."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler.get_name() == HANDLER_NAME:
+            root.removeHandler(handler)
+
+
 def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler(stream or sys.stderr)
+    handler.set_name(HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     # The handler filters by level too: a record demoted after its logger's level check
     # (watchfiles, below) must still stay under the chosen level.

@@ -178,7 +178,7 @@ class Daemon:
         prepare: Callable[[Config], list[PreparedTemplate]] = runner.prepare,
         prepare_one: Callable[..., PreparedTemplate] = runner.prepare_one,
         write: Callable[..., bool] | None = None,
-        run_commands: RunCommands = runner.run_changed_commands,
+        run_commands: RunCommands | None = None,
         notifier: Notifier | None = None,
         status_file: StatusFile | None = None,
         on_watch: Callable[[frozenset[Path]], None] | None = None,
@@ -195,7 +195,7 @@ class Daemon:
         self._prepare = prepare
         self._prepare_one = prepare_one
         self._write = write
-        self._run_commands = run_commands
+        self._run_commands = run_commands or self._commands
         self.notifier = notifier or Notifier({})
         self.status_file = status_file if status_file is not None else StatusFile(cfg.status_file)
         self._on_watch = on_watch
@@ -582,6 +582,10 @@ class Daemon:
                 for index in command.templates:
                     if index in by_index:
                         by_index[index].command_error = command.error
+
+    def _commands(self, written: Sequence[RenderResult]) -> tuple[CommandResult, ...]:
+        # The values this daemon holds are redacted from the commands' output (KV2-INV-397).
+        return runner.run_changed_commands(written, tuple(self._cache.values()))
 
     def _render_ready(self, ready: list[_Template]) -> list[RenderResult]:
         """Render and write concurrently (runner.render_all); a crash is one template's."""
