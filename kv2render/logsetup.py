@@ -47,7 +47,10 @@ _EXTRA_FIELDS = (
 )
 
 # Control characters that would break a line or confuse a terminal, written as escapes.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What json.dumps(ensure_ascii=False) leaves raw but line-splitting readers (Python's
+# str.splitlines, JavaScript) take as a line break.
+_JSON_BREAKS = re.compile(r"[\x85\u2028\u2029]")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -65,6 +68,12 @@ def one_line(text: str) -> str:
 def count(number: int, noun: str, plural: str | None = None) -> str:
     """``1 template``, ``2 templates``: every count in a log line agrees with its noun."""
     return f"{number} {noun if number == 1 else (plural or noun + 's')}"
+
+
+def json_line(obj: dict[str, Any]) -> str:
+    """``obj`` as one line of JSON, whatever its strings hold (KV2-INV-396)."""
+    text = json.dumps(obj, ensure_ascii=False, default=str)
+    return _JSON_BREAKS.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
 def _hex(char: str) -> str:
@@ -94,7 +103,7 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = record.__dict__[name]
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return json_line(entry)
 
 
 class TextFormatter(logging.Formatter):
@@ -179,7 +188,7 @@ def emit(obj: dict[str, Any], fmt: str, text: str, stream: TextIO | None = None)
     """Print a command's own output: JSON object per line in json format, text otherwise."""
     out = stream or sys.stdout
     if fmt == "json":
-        out.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+        out.write(json_line(obj) + "\n")
     else:
         out.write(one_line(text) + "\n")
     out.flush()
