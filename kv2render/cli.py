@@ -10,11 +10,12 @@
     kv2render --version
 
 GLOBAL is ``--log-level L`` and ``--log-format F``; they may also follow the sub-command
-(KV2-INV-395). A first parse takes them out of argv wherever they are (``_GLOBAL_OPTIONS``);
-the rest goes to the sub-command's own parser. To add another option that every
-sub-command accepts, add it in :func:`_global_options` and read it from the namespace that
-:func:`_split_globals` returns; an option of one sub-command (or of the render mode, like
-``--once``) goes on that sub-command's parser instead.
+(KV2-INV-395). A first parse (:func:`_split_globals`) takes them out of argv wherever they
+are; the rest goes to the sub-command's own parser, and the handler gets both in one
+namespace (``args.log_format``). To add an option that every sub-command accepts, add it in
+:func:`_global_options` (it then shows in every --help too). An option of one sub-command,
+or of the render mode like ``--once`` or a ``--timeout`` for it, goes on that parser
+(:func:`_run_parser`, :func:`_sub_parser`) as before.
 
 Exit codes live on the exception classes (errors.py); only :func:`main` turns
 them into an exit (STYLE.md convention 5).
@@ -192,8 +193,8 @@ def _main(argv: list[str]) -> int:
 
             return dev_main(rest[1:])
         if command is None:
-            return _cmd_run(_run_parser().parse_args(rest), options)
-        args = _sub_parser(command).parse_args(rest[1:])
+            return _cmd_run(_with_globals(_run_parser().parse_args(rest), options))
+        args = _with_globals(_sub_parser(command).parse_args(rest[1:]), options)
         handler = {
             "check": _cmd_check,
             "status": _cmd_status,
@@ -201,7 +202,7 @@ def _main(argv: list[str]) -> int:
             "convert": _cmd_convert,
             "convert-config": _cmd_convert_config,
         }[command]
-        return handler(args, options)
+        return handler(args)
     except Kv2RenderError as exc:
         log_error(exc)
         return exc.exit_code
@@ -220,6 +221,13 @@ def _main(argv: list[str]) -> int:
             for line in traceback.format_list(traceback.extract_tb(exc.__traceback__)):
                 log.debug("%s", line.rstrip())
         return 1
+
+
+def _with_globals(args: argparse.Namespace, options: argparse.Namespace) -> argparse.Namespace:
+    """The sub-command's arguments plus the global options (``args.log_format``, ...)."""
+    for name, value in vars(options).items():
+        setattr(args, name, value)
+    return args
 
 
 def log_error(exc: Kv2RenderError) -> None:
@@ -261,7 +269,7 @@ def _sub_parser(command: str) -> argparse.ArgumentParser:
 # -- sub-commands --------------------------------------------------------------------------
 
 
-def _cmd_run(args: argparse.Namespace, options: argparse.Namespace) -> int:
+def _cmd_run(args: argparse.Namespace) -> int:
     from kv2render import config as config_mod
 
     cfg = config_mod.load(_config_path(args), overrides=_overrides(args))
@@ -274,25 +282,25 @@ def _cmd_run(args: argparse.Namespace, options: argparse.Namespace) -> int:
     return run_daemon(cfg, config_path=_config_path(args), overrides=_overrides(args))
 
 
-def _cmd_check(args: argparse.Namespace, options: argparse.Namespace) -> int:
+def _cmd_check(args: argparse.Namespace) -> int:
     from kv2render.app import check
 
-    return check(_config_path(args), fmt=options.log_format)
+    return check(_config_path(args), fmt=args.log_format)
 
 
-def _cmd_status(args: argparse.Namespace, options: argparse.Namespace) -> int:
+def _cmd_status(args: argparse.Namespace) -> int:
     from kv2render.app import print_status
 
-    return print_status(_config_path(args), fmt=options.log_format)
+    return print_status(_config_path(args), fmt=args.log_format)
 
 
-def _cmd_quickstart(args: argparse.Namespace, options: argparse.Namespace) -> int:
+def _cmd_quickstart(args: argparse.Namespace) -> int:
     from kv2render.app import quickstart
 
-    return quickstart(args.directory, args.out, fmt=options.log_format)
+    return quickstart(args.directory, args.out, fmt=args.log_format)
 
 
-def _cmd_convert(args: argparse.Namespace, options: argparse.Namespace) -> int:
+def _cmd_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from kv2render.ctmpl import to_jinja2
@@ -306,7 +314,7 @@ def _cmd_convert(args: argparse.Namespace, options: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_convert_config(args: argparse.Namespace, options: argparse.Namespace) -> int:
+def _cmd_convert_config(args: argparse.Namespace) -> int:
     from kv2render.agentconfig import convert_config
 
     sys.stdout.write(convert_config(args.agent_config))
