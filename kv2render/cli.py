@@ -70,6 +70,19 @@ def version() -> str:
         return __version__
 
 
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked: importing importlib.metadata costs ~50 ms
+    that every ``--once`` start would pay (KV2-NFR-230)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "print the installed version and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        sys.stdout.write(f"kv2render {version()}\n")
+        parser.exit()
+
+
 def _global_options(parser: argparse.ArgumentParser, *, for_help: bool = False) -> None:
     """The options every sub-command takes, before or after its name (KV2-INV-395).
 
@@ -92,7 +105,7 @@ def _global_options(parser: argparse.ArgumentParser, *, for_help: bool = False) 
         "everything kv2render prints",
     )
     if not for_help:
-        group.add_argument("--version", action="version", version=f"kv2render {version()}")
+        group.add_argument("--version", action=_Version)
 
 
 def _split_globals(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -152,7 +165,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--namespace", metavar="NS", help="namespace (overrides VAULT_NAMESPACE and the file)"
     )
-    parser.add_argument("--version", action="version", version=f"kv2render {version()}")
+    parser.add_argument("--version", action=_Version)
     return parser
 
 
