@@ -29,7 +29,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from kv2render import logsetup
 from kv2render.errors import ConfigError, ConfigErrors, Kv2RenderError
@@ -68,6 +68,20 @@ def version() -> str:
         from kv2render import __version__
 
         return __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage error is one JSON log line under ``--log-format json``
+    (KV2-INV-113: every stderr line is then a JSON object), exit 2 either way."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if self.json_errors:
+            usage = " ".join(self.format_usage().split())
+            log.error("%s: %s (%s)", self.prog, message, usage)
+            self.exit(2)
+        super().error(message)
 
 
 class _Version(argparse.Action):
@@ -142,8 +156,8 @@ def _common(parser: argparse.ArgumentParser, *, config_required: bool = False) -
     _global_options(parser, for_help=True)
 
 
-def _run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _run_parser() -> _Parser:
+    parser = _Parser(
         prog="kv2render",
         usage=USAGE,
         description="Render files from KV2-protocol secrets (HashiCorp Vault, OpenBao, OVHcloud "
@@ -205,9 +219,11 @@ def _main(argv: list[str]) -> int:
             from kv2render.devserver.cli import main as dev_main
 
             return dev_main(rest[1:])
+        parser = _run_parser() if command is None else _sub_parser(command)
+        parser.json_errors = options.log_format == "json"
+        args = _with_globals(parser.parse_args(rest if command is None else rest[1:]), options)
         if command is None:
-            return _cmd_run(_with_globals(_run_parser().parse_args(rest), options))
-        args = _with_globals(_sub_parser(command).parse_args(rest[1:]), options)
+            return _cmd_run(args)
         handler = {
             "check": _cmd_check,
             "status": _cmd_status,
@@ -249,8 +265,8 @@ def log_error(exc: Kv2RenderError) -> None:
         log.error("%s", one, extra={"error_type": type(one).__name__})
 
 
-def _sub_parser(command: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"kv2render {command}")
+def _sub_parser(command: str) -> _Parser:
+    parser = _Parser(prog=f"kv2render {command}")
     if command in ("check", "status"):
         _common(parser, config_required=True)
         if command == "check":

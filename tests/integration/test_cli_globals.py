@@ -156,3 +156,14 @@ def test_bad_log_variable_is_a_usage_error(workdir: Path, variable: str, value: 
     result = run_cli(["check", "--config", str(cfg)], {variable: value})
     assert result.code == 2, result.text
     assert variable in result.err
+
+
+def test_usage_error_is_a_json_line_in_json_format() -> None:
+    """KV2-AC-115 KV2-INV-113 KV2-FC-110: under --log-format json a usage error is one JSON
+    log line naming the problem and the usage, exit 2."""
+    result = run_cli(["--log-format", "json", "check", "--bogus"])
+    assert result.code == 2
+    (record,) = _json_lines(result.err)
+    assert record["level"] == "error"
+    assert "unrecognized arguments: --bogus" in str(record["msg"])
+    assert "usage: kv2render check" in str(record["msg"])
