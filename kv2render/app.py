@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from kv2render import logsetup, runner
 from kv2render.config import Config, load
-from kv2render.errors import ConfigError, Kv2RenderError
+from kv2render.errors import ConfigError, Kv2RenderError, raise_all
+from kv2render.logsetup import count
 from kv2render.vault import SecretStore
 
 if TYPE_CHECKING:
@@ -36,19 +37,26 @@ def open_store(cfg: Config) -> Any:
     return _open(cfg)
 
 
-def warn_transport(cfg: Config) -> None:
+def transport_warnings(cfg: Config) -> list[str]:
+    """The transport settings that expose tokens and secrets (KV2-INV-190)."""
+    found: list[str] = []
     if cfg.vault.tls_skip_verify:
-        # KV2-INV-190: said on every start, never the default.
-        log.warning(
+        found.append(
             "vault.tls_skip_verify is on: the server's TLS certificate is NOT verified; "
             "anyone on the path can read the secrets and the token"
         )
     if cfg.vault.address.startswith("http://") and not _is_loopback(cfg.vault.address):
-        log.warning(
-            "vault.address %s is plain http to a non-loopback host: tokens and secrets cross "
-            "the network unencrypted",
-            cfg.vault.address,
+        found.append(
+            f"vault.address {cfg.vault.address} is plain http to a non-loopback host: tokens "
+            "and secrets cross the network unencrypted"
         )
+    return found
+
+
+def warn_transport(cfg: Config) -> None:
+    # KV2-INV-190: said on every start, never the default; and by check (KV2-INV-400).
+    for text in transport_warnings(cfg):
+        log.warning("%s", text)
 
 
 def _is_loopback(address: str) -> bool:
@@ -86,7 +94,7 @@ def remove_leftover_temp_files(cfg: Config) -> None:
             log.debug("temp file clean-up in %s skipped: %s", dest.parent, exc)
             continue
         if removed:
-            log.info("removed %d stale temp file(s) next to %s", removed, dest)
+            log.info("removed %s next to %s", count(removed, "stale temp file"), dest)
 
 
 def _once_cleanup(cfg: Config) -> None:
@@ -127,23 +135,32 @@ def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
             active.close()
         if pid_file is not None:
             pid_file.remove()
-    written = sum(1 for r in report.results if r.did_write)
-    failed = len(report.failed)
-    log.info(
-        "pass complete: %d templates, %d written, %d unchanged, %d failed, %d secrets read",
-        len(report.results),
-        written,
-        len(report.results) - written - failed,
-        failed,
-        report.reads,
-    )
+    log.info("pass complete: %s", report.summary())
     return report.exit_code
 
 
 def check(config_path: str, *, fmt: str = "text") -> int:
-    """``kv2render check``: validate offline and list what would be read (KV2-AC-113)."""
-    cfg = load(config_path, require_credentials=False)
-    prepared = runner.prepare(cfg)
+    """``kv2render check``: validate offline and list what would be read (KV2-AC-113).
+
+    Every problem is reported in one run, not only the first: the config's and each
+    template's (KV2-INV-398). A valid config still gets warnings for what only the target
+    host can settle: missing files and folders, no token source, plain http, no TLS
+    verification (KV2-INV-400).
+    """
+    from kv2render.config import auth_source, check_load
+
+    checked = check_load(config_path)
+    from kv2render.config import TemplateConfig
+
+    tc = checked.config.template_config if checked.config else TemplateConfig()
+    prepared, template_problems = runner.prepare_all(
+        checked.templates, tc.max_output_bytes, tc.render_timeout
+    )
+    raise_all([*checked.problems, *template_problems])
+    cfg = checked.config
+    assert cfg is not None  # no problem: the config was built
+    warnings = offline_warnings(cfg)
+    warn_transport(cfg)
     for item in prepared:
         refs = sorted(str(loc) for loc in item.locations)
         logsetup.emit(
@@ -164,12 +181,49 @@ def check(config_path: str, *, fmt: str = "text") -> int:
             "valid": True,
             "templates": len(prepared),
             "unique_secrets": len(unique),
+            "auth": auth_source(cfg.auth),
+            "warnings": len(warnings) + len(transport_warnings(cfg)),
         },
         fmt,
-        f"config OK: {len(prepared)} templates, {len(unique)} unique secrets, "
-        f"auth {cfg.auth.type}, address {cfg.vault.address}",
+        f"config OK: {count(len(prepared), 'template')}, {count(len(unique), 'unique secret')}, "
+        f"auth {auth_source(cfg.auth)}, address {cfg.vault.address}",
     )
     return 0
+
+
+def offline_warnings(cfg: Config) -> list[str]:
+    """What ``check`` can see is missing on this host, without reading a secret or opening a
+    connection: it may run where the config is built, not where it runs, so these warn
+    rather than fail (KV2-INV-400). Each is logged at WARNING; the list is returned."""
+    found: list[str] = []
+
+    def missing(where: str, path: Path, what: str) -> None:
+        if not path.exists():
+            found.append(f"{where}: {what} {path} does not exist on this host")
+
+    for key, value in sorted(cfg.auth.config.items()):
+        if isinstance(value, Path):
+            missing(f"auto_auth.method.config.{key}", value, "credential file")
+    for key in ("client_cert", "client_key", "ca_cert", "ca_path"):
+        path = getattr(cfg.vault, key)
+        if path is not None:
+            what = "credential file" if key.startswith("client_") else "CA file"
+            missing(f"vault.{key}", path, "CA folder" if key == "ca_path" else what)
+    for spec in cfg.templates:
+        folder = spec.destination.parent
+        if not spec.create_dest_dirs and not folder.is_dir():
+            found.append(
+                f"{spec.where}.destination: folder {folder} does not exist on this host "
+                "(create it, or set create_dest_dirs: true)"
+            )
+    if cfg.auth.type == "token_env" and cfg.auth.env_token_var is None:
+        found.append(
+            "auto_auth: no token source: auto_auth is not configured and VAULT_TOKEN/BAO_TOKEN "
+            "are unset here; a run needs one of them"
+        )
+    for text in found:
+        log.warning("%s", text)
+    return found
 
 
 def print_status(config_path: str, *, fmt: str = "text") -> int:

@@ -197,12 +197,13 @@ class TokenEnv(_Method):
     new login, so a 403 on it is final."""
 
     method = "token_env"
-    label = "token from the environment"
     identity = "the token in BAO_TOKEN / VAULT_TOKEN"
     reloginable = False
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, variable: str | None = None) -> None:
         self._token = token or ""
+        # Logs name the variable, not the internal method name (KV2-INV-399).
+        self.label = f"{variable or 'VAULT_TOKEN'} from the environment"
 
     def login(self, transport: LoginTransport) -> LoginResult:
         where = "auth"
@@ -441,7 +442,7 @@ def build_authenticator(auth: AuthSettings, vault: VaultSettings) -> Authenticat
     """The Authenticator for ``auth``; ConfigError naming the key when a required one is missing."""
     cfg = auth.config
     if auth.type == "token_env":
-        return TokenEnv(auth.env_token)
+        return TokenEnv(auth.env_token, auth.env_token_var)
     if auth.type == "token_file":
         return TokenFile(_config_path(cfg, "token_file_path"))
     if auth.type == "approle":

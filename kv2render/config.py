@@ -37,11 +37,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kv2render.config_values import kind_of, parse_duration
 from kv2render.errors import ConfigError
 from kv2render.refs import SecretRef
+
+if TYPE_CHECKING:
+    from kv2render.config_build import Checked
 
 __all__ = [
     "AuthSettings",
@@ -50,6 +53,8 @@ __all__ = [
     "TemplateConfig",
     "TemplateSpec",
     "VaultSettings",
+    "auth_source",
+    "check_load",
     "describe",
     "load",
     "parse_duration",
@@ -86,6 +91,7 @@ class AuthSettings:
     namespace: str | None = None  # login requests only
     config: Mapping[str, Any] = field(default_factory=dict)  # method keys, paths resolved
     env_token: str | None = field(default=None, repr=False)
+    env_token_var: str | None = None  # BAO_TOKEN or VAULT_TOKEN: where env_token came from
     # Vault Agent's auto_auth.method backoff keys (autoauth/index.mdx): 1s doubling to 5m.
     min_backoff: float = 1.0
     max_backoff: float = 300.0
@@ -167,6 +173,31 @@ def load(
     """
     # Imported here: these stages import the dataclasses above (no import cycle).
     from kv2render.config_build import build
+
+    environ: Mapping[str, str] = os.environ if env is None else env
+    config_path, base, tree = _tree(path, environ, overrides)
+    return build(tree, config_path, base, environ, require_credentials)
+
+
+def check_load(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Checked:
+    """``load`` for ``check``: every problem of the file, not only the first (KV2-INV-398).
+
+    Credentials are not required (``require_credentials=False``). A problem that stops the
+    reading itself (no such file, a syntax error, an inline credential) is still raised.
+    """
+    from kv2render.config_build import build_checked
+
+    environ: Mapping[str, str] = os.environ if env is None else env
+    config_path, base, tree = _tree(path, environ, None)
+    return build_checked(tree, config_path, base, environ, False)
+
+
+def _tree(
+    path: str | os.PathLike[str] | None,
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any] | None,
+) -> tuple[Path | None, Path, dict[str, Any]]:
+    """The file's tree with the agent rewrite, environment and overrides applied."""
     from kv2render.config_sources import (
         apply_env,
         apply_overrides,
@@ -175,7 +206,6 @@ def load(
         unwrap_blocks,
     )
 
-    environ: Mapping[str, str] = os.environ if env is None else env
     if path is None:
         config_path, base, tree = None, Path.cwd(), {}
     else:
@@ -206,7 +236,19 @@ def load(
     apply_env(tree, environ)
     apply_overrides(tree, overrides or {})
     refuse_inline_credentials(tree, "")
-    return build(tree, config_path, base, environ, require_credentials)
+    return config_path, base, tree
+
+
+def auth_source(auth: AuthSettings) -> str:
+    """Where the token comes from, in the operator's words, for logs and ``check``: never
+    the internal name ``token_env`` (KV2-INV-399)."""
+    if auth.type == "token_env":
+        if auth.env_token_var is None:
+            return "no token (VAULT_TOKEN and BAO_TOKEN are unset and auto_auth is not set)"
+        return f"{auth.env_token_var} from the environment"
+    if auth.mount_path:
+        return f"auto_auth {auth.type} at {auth.mount_path}"
+    return f"auto_auth {auth.type}"
 
 
 def describe(config: Config) -> dict[str, Any]:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from kv2render import refs
 from kv2render.config import (
@@ -37,7 +38,7 @@ from kv2render.config_values import (
     parse_duration,
     show,
 )
-from kv2render.errors import ConfigError
+from kv2render.errors import ConfigError, flatten, raise_all
 from kv2render.refs import SecretRef
 
 # One logger name for the whole config stage, whichever module of it speaks.
@@ -126,6 +127,8 @@ _MOUNTED_METHODS = ("approle", "kubernetes", "jwt", "cert")
 _CLIENT_CERT_METHODS = ("cert", "mtls")
 
 
+_T = TypeVar("_T")
+
 _DEFAULT_RETRIES = 12  # consul-template DefaultRetryAttempts
 
 
@@ -136,19 +139,76 @@ def build(
     environ: Mapping[str, str],
     require_credentials: bool,
 ) -> Config:
-    top = Section(tree, "", _TOP_KEYS)
-    vault = _vault_settings(top.section("vault", _VAULT_KEYS), base)
-    auth = _auth_settings(top, vault, base, environ, require_credentials)
-    return Config(
+    checked = build_checked(tree, config_path, base, environ, require_credentials)
+    raise_all(checked.problems)
+    assert checked.config is not None  # no problem: every part was built
+    return checked.config
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What one validation pass found: the Config when there is no problem, else every
+    problem (KV2-INV-398), and the template entries that are valid on their own (``check``
+    compiles those too, so that their syntax errors are reported in the same run)."""
+
+    config: Config | None
+    problems: tuple[ConfigError, ...]
+    templates: tuple[TemplateSpec, ...]
+
+
+def build_checked(
+    tree: Mapping[str, Any],
+    config_path: Path | None,
+    base: Path,
+    environ: Mapping[str, str],
+    require_credentials: bool,
+) -> Checked:
+    """One strict pass over the whole tree that keeps going after a problem.
+
+    Each block is built on its own; a problem in one is recorded and the next block is
+    still checked. What is valid does not change: any problem means no Config.
+    """
+    problems: list[ConfigError] = []
+
+    def attempt(make: Callable[[], _T]) -> _T | None:
+        try:
+            return make()
+        except ConfigError as exc:
+            problems.append(exc)
+            return None
+
+    top = _top_section(tree, problems)
+    vault = attempt(lambda: _vault_settings(top.section("vault", _VAULT_KEYS), base))
+    auth = attempt(lambda: _auth_settings(top, vault, base, environ, require_credentials))
+    template_config = attempt(
+        lambda: _template_config(top.section("template_config", _TEMPLATE_CONFIG_KEYS))
+    )
+    templates = _templates(top, base, None if vault is None else vault.address, problems)
+    status_file = attempt(lambda: top.opt("status_file", as_path, base))
+    pid_file = attempt(lambda: top.opt("pid_file", as_path, base))
+    exit_after_auth = attempt(lambda: bool(top.opt("exit_after_auth", as_bool)))
+    if problems or vault is None or auth is None or template_config is None:
+        return Checked(None, tuple(flatten(problems)), templates)
+    config = Config(
         path=config_path,
         vault=vault,
         auth=auth,
-        template_config=_template_config(top.section("template_config", _TEMPLATE_CONFIG_KEYS)),
-        templates=_templates(top, base, vault.address),
-        status_file=top.opt("status_file", as_path, base),
-        pid_file=top.opt("pid_file", as_path, base),
-        exit_after_auth=bool(top.opt("exit_after_auth", as_bool)),
+        template_config=template_config,
+        templates=templates,
+        status_file=status_file,
+        pid_file=pid_file,
+        exit_after_auth=bool(exit_after_auth),
     )
+    return Checked(config, (), templates)
+
+
+def _top_section(tree: Mapping[str, Any], problems: list[ConfigError]) -> Section:
+    """The top level; a wrong top-level key is recorded and the known ones are still read."""
+    try:
+        return Section(tree, "", _TOP_KEYS)
+    except ConfigError as exc:
+        problems.append(exc)
+        return Section({k: v for k, v in tree.items() if k in _TOP_KEYS}, "", _TOP_KEYS)
 
 
 def _vault_settings(sec: Section, base: Path) -> VaultSettings:
@@ -188,7 +248,7 @@ def _vault_settings(sec: Section, base: Path) -> VaultSettings:
 
 def _auth_settings(
     top: Section,
-    vault: VaultSettings,
+    vault: VaultSettings | None,
     base: Path,
     environ: Mapping[str, str],
     require_credentials: bool,
@@ -203,7 +263,9 @@ def _auth_settings(
                 where="auto_auth",
                 hint="set VAULT_TOKEN or BAO_TOKEN, or configure auto_auth",
             )
-        return AuthSettings(type="token_env", env_token=None if found is None else found[1])
+        if found is None:
+            return AuthSettings(type="token_env")
+        return AuthSettings(type="token_env", env_token=found[1], env_token_var=found[0])
     auto_auth = top.section("auto_auth", ("method",))
     if not auto_auth.has("method"):
         raise ConfigError("is required", where="auto_auth.method", hint="add method: {type: ...}")
@@ -219,7 +281,8 @@ def _method_label(raw: Any) -> Any:
     return raw
 
 
-def _method(raw: Any, vault: VaultSettings, base: Path) -> AuthSettings:
+def _method(raw: Any, vault: VaultSettings | None, base: Path) -> AuthSettings:
+    """``vault`` None: the vault block has a problem of its own, already recorded."""
     sec = Section(_method_label(raw), "auto_auth.method", _METHOD_KEYS)
     if not sec.has("type"):
         raise ConfigError(
@@ -234,7 +297,11 @@ def _method(raw: Any, vault: VaultSettings, base: Path) -> AuthSettings:
             where=sec.at("type"),
             hint=f"{hint}supported: {', '.join(_METHOD_CONFIG)}",
         )
-    if kind in _CLIENT_CERT_METHODS and (vault.client_cert is None or vault.client_key is None):
+    if (
+        kind in _CLIENT_CERT_METHODS
+        and vault is not None
+        and (vault.client_cert is None or vault.client_key is None)
+    ):
         raise ConfigError(
             f"method '{kind}' needs vault.client_cert and vault.client_key",
             where=sec.at("type"),
@@ -301,31 +368,49 @@ def _template_config(sec: Section) -> TemplateConfig:
     )
 
 
-def _templates(top: Section, base: Path, address: str) -> tuple[TemplateSpec, ...]:
+def _templates(
+    top: Section, base: Path, address: str | None, problems: list[ConfigError]
+) -> tuple[TemplateSpec, ...]:
+    """The valid template entries; each invalid one adds its problem to ``problems``."""
     raw = top.get("template")
     if raw is None or raw == []:
-        raise ConfigError(
-            "at least one template is required", where="template", hint="add a 'template' list"
+        problems.append(
+            ConfigError(
+                "at least one template is required",
+                where="template",
+                hint="add a 'template' list",
+            )
         )
+        return ()
     if not isinstance(raw, list):
-        raise ConfigError(f"must be a list of templates, got {kind_of(raw)}", where="template")
+        problems.append(
+            ConfigError(f"must be a list of templates, got {kind_of(raw)}", where="template")
+        )
+        return ()
     specs: list[TemplateSpec] = []
     seen: dict[Path, int] = {}
     for index, item in enumerate(raw):
-        spec = _template(index, item, base, address)
+        try:
+            spec = _template(index, item, base, address)
+        except ConfigError as exc:
+            problems.append(exc)
+            continue
         if spec.destination in seen:
             other = seen[spec.destination]
-            raise ConfigError(
-                f"'{spec.destination}' is also the destination of template[{other}]",
-                where=f"{spec.where}.destination",
-                hint="each template needs its own destination",
+            problems.append(
+                ConfigError(
+                    f"'{spec.destination}' is also the destination of template[{other}]",
+                    where=f"{spec.where}.destination",
+                    hint="each template needs its own destination",
+                )
             )
+            continue
         seen[spec.destination] = index
         specs.append(spec)
     return tuple(specs)
 
 
-def _template(index: int, raw: Any, base: Path, address: str) -> TemplateSpec:
+def _template(index: int, raw: Any, base: Path, address: str | None) -> TemplateSpec:
     sec = Section(raw, f"template[{index}]", _TEMPLATE_KEYS)
     bodies = [key for key in ("source", "contents", "ref") if sec.has(key)]
     if len(bodies) != 1:
@@ -376,7 +461,9 @@ def _missing_key_mode(sec: Section) -> bool:
     return True if value is None else bool(value)
 
 
-def _template_ref(sec: Section, address: str) -> SecretRef | None:
+def _template_ref(sec: Section, address: str | None) -> SecretRef | None:
+    """``address`` None: vault.address has a problem of its own, so the reference's host
+    is not compared with it (the problem is reported already)."""
     if not sec.has("ref"):
         return None
     for key in _TEMPLATE_ONLY_KEYS:
@@ -388,7 +475,8 @@ def _template_ref(sec: Section, address: str) -> SecretRef | None:
             )
     where = sec.at("ref")
     ref = refs.parse_ref(as_str(sec.get("ref"), where), where=where)
-    refs.check_authority(ref, address, where=where)
+    if address is not None:
+        refs.check_authority(ref, address, where=where)
     return ref
 
 

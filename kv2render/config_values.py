@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kv2render.errors import ConfigError, InlineCredentialError
+from kv2render.errors import ConfigError, InlineCredentialError, raise_all
 
 # Vault Agent keys a user may bring along that kv2render does not implement: say why.
 UNSUPPORTED = {
@@ -69,13 +69,18 @@ class Section:
                 where=where or "config",
                 hint="a block may also be a list holding exactly one mapping",
             )
+        problems: list[ConfigError] = []
         for key in data:
             if not isinstance(key, str):
-                raise ConfigError(
-                    f"keys must be strings, got {kind_of(key)}", where=where or "config"
+                problems.append(
+                    ConfigError(
+                        f"keys must be strings, got {kind_of(key)}", where=where or "config"
+                    )
                 )
-            if key not in allowed:
-                raise unknown_key(join_key(where, key), key, allowed)
+            elif key not in allowed:
+                problems.append(unknown_key(join_key(where, key), key, allowed))
+        # Every wrong key of the block, not only the first (KV2-INV-398).
+        raise_all(problems)
         self.data: Mapping[str, Any] = data
         self.where = where
 

@@ -8,6 +8,7 @@ the ``exit_code`` class attribute (spec KV2-FC-*, exit codes in the spec's
 
     Kv2RenderError                    exit 1  unexpected / internal
     ├── ConfigError                   exit 2  config, usage, reference, template syntax
+    │   ├── ConfigErrors                      several of these, found in one pass
     │   ├── ReferenceSyntaxError              a string that is not one KV2 reference
     │   ├── InlineCredentialError             a credential written into config
     │   └── TemplateSyntaxError               a template that does not parse / bad secret() arg
@@ -32,6 +33,8 @@ path such as ``template[1].destination`` or ``file:line``) and ``hint`` the fix.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 __all__ = [
     "EXIT_OK",
     "AccessDeniedError",
@@ -39,6 +42,7 @@ __all__ = [
     "BadResponseError",
     "CommandError",
     "ConfigError",
+    "ConfigErrors",
     "InlineCredentialError",
     "Kv2RenderError",
     "MissingKeyError",
@@ -51,6 +55,8 @@ __all__ = [
     "TemplateSyntaxError",
     "TransientError",
     "WriteError",
+    "flatten",
+    "raise_all",
 ]
 
 EXIT_OK = 0
@@ -84,6 +90,36 @@ class ConfigError(Kv2RenderError):
     """The configuration, a command-line argument, a reference or a template is wrong."""
 
     exit_code = 2
+
+
+class ConfigErrors(ConfigError):
+    """Several problems found in one validation pass, each its own ConfigError, so that one
+    ``check`` (or one failed start) names all of them, not only the first (KV2-INV-398).
+
+    ``str()`` is one line holding every problem; ``cli.main`` logs each on its own line.
+    A single problem is never wrapped: it is raised as itself (see :func:`raise_all`).
+    """
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        self.errors: tuple[ConfigError, ...] = tuple(errors)
+        super().__init__(f"{len(self.errors)} problems: " + " | ".join(str(e) for e in self.errors))
+
+
+def flatten(errors: Iterable[ConfigError]) -> list[ConfigError]:
+    """``errors`` with every ConfigErrors replaced by the problems it holds, in order."""
+    out: list[ConfigError] = []
+    for error in errors:
+        out.extend(flatten(error.errors) if isinstance(error, ConfigErrors) else (error,))
+    return out
+
+
+def raise_all(errors: Iterable[ConfigError]) -> None:
+    """Raise nothing for no problem, the problem itself for one, ConfigErrors for several."""
+    found = flatten(errors)
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        raise ConfigErrors(found)
 
 
 class ReferenceSyntaxError(ConfigError):

@@ -42,6 +42,7 @@ from kv2render.errors import (
     Kv2RenderError,
     TransientError,
 )
+from kv2render.logsetup import count
 from kv2render.notify import Notifier
 from kv2render.refs import SecretLocation
 from kv2render.runner import CommandResult, PreparedTemplate, RenderResult
@@ -177,7 +178,7 @@ class Daemon:
         prepare: Callable[[Config], list[PreparedTemplate]] = runner.prepare,
         prepare_one: Callable[..., PreparedTemplate] = runner.prepare_one,
         write: Callable[..., bool] | None = None,
-        run_commands: RunCommands = runner.run_changed_commands,
+        run_commands: RunCommands | None = None,
         notifier: Notifier | None = None,
         status_file: StatusFile | None = None,
         on_watch: Callable[[frozenset[Path]], None] | None = None,
@@ -194,7 +195,7 @@ class Daemon:
         self._prepare = prepare
         self._prepare_one = prepare_one
         self._write = write
-        self._run_commands = run_commands
+        self._run_commands = run_commands or self._commands
         self.notifier = notifier or Notifier({})
         self.status_file = status_file if status_file is not None else StatusFile(cfg.status_file)
         self._on_watch = on_watch
@@ -505,9 +506,9 @@ class Daemon:
         self.passes += 1
         unchanged = len(fetched) - len(changed) - len(errors)
         log.debug(
-            "poll: %d secrets read, %d new versions, %d unchanged, %d failed",
-            len(fetched),
-            len(changed),
+            "poll: %s read, %s, %d unchanged, %d failed",
+            count(len(fetched), "secret"),
+            count(len(changed), "new version"),
             unchanged,
             len(errors),
         )
@@ -590,6 +591,10 @@ class Daemon:
                     if index in by_index:
                         by_index[index].command_error = command.error
 
+    def _commands(self, written: Sequence[RenderResult]) -> tuple[CommandResult, ...]:
+        # The values this daemon holds are redacted from the commands' output (KV2-INV-397).
+        return runner.run_changed_commands(written, tuple(self._cache.values()))
+
     def _render_ready(self, ready: list[_Template]) -> list[RenderResult]:
         """Render and write concurrently (runner.render_all); a crash is one template's."""
         jobs = [(t.item, {loc: self._cache[loc] for loc in t.item.locations}) for t in ready]
@@ -635,12 +640,16 @@ class Daemon:
         ok = sum(1 for t in self.templates if t.error is None and t.last_render is not None)
         failed = sum(1 for t in self.templates if t.error is not None)
         self._state = "running" if failed == 0 else "degraded"
-        line = f"{len(self.templates)} templates: {ok} rendered, {failed} failing"
+        line = f"{count(len(self.templates), 'template')}: {ok} rendered, {failed} failing"
+        failed_commands = sum(1 for t in self.templates if t.command_error is not None)
+        if failed_commands:
+            # KV2-INV-399: a failing command shows in the summary as in the status file.
+            line += f"; {count(failed_commands, 'command')} failed"
         if not self.ready and ok == len(self.templates):
             # READY=1 after the first complete render: units ordered After= us find files.
             self.ready = True
             self.notifier.ready(line)
-            log.info("all %d templates rendered; ready", len(self.templates))
+            log.info("%s rendered; ready", count(len(self.templates), "template"))
         elif line != self._last_status_line:
             self.notifier.status(line)
         self._last_status_line = line
@@ -780,7 +789,7 @@ class Daemon:
             self.status_file = StatusFile(new.status_file)
         self.templates = [_Template(item) for item in prepared]
         self._due = {loc: t for loc, t in self._due.items() if loc in self._locations()}
-        log.info("%s: config reloaded (%d templates)", reason, len(self.templates))
+        log.info("%s: config reloaded (%s)", reason, count(len(self.templates), "template"))
         self.notifier.status(f"config reloaded ({reason})")
         self._watch()
         return True

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kv2render.vault import SecretVersion
 
-__all__ = ["REDACTED", "redact", "scrub_engine_text", "scrub_quoted"]
+__all__ = ["REDACTED", "redact", "redactor", "scrub_engine_text", "scrub_quoted"]
 
 REDACTED = "[redacted]"
 _MIN_REDACT = 4  # shorter values are redacted only where they appear quoted
@@ -70,6 +70,11 @@ def redact(text: str, secrets: Iterable[SecretVersion]) -> str:
     JSON-escaped spellings; shorter ones only where they appear quoted (``'ab'``, ``"ab"``),
     as Python error messages quote them, so that "5" does not eat every line number.
     """
+    return redactor(secrets)(text)
+
+
+def redactor(secrets: Iterable[SecretVersion]) -> Callable[[str], str]:
+    """:func:`redact` for many texts against the same secrets: the pattern is built once."""
     values: set[str] = set()
     for version in secrets:
         _leaves(version.data, values)
@@ -84,7 +89,7 @@ def redact(text: str, secrets: Iterable[SecretVersion]) -> str:
         else:
             patterns.update(f"{q}{s}{q}" for s in spellings for q in ("'", '"'))
     if not patterns:
-        return text
+        return _unchanged
     regex = re.compile("|".join(re.escape(p) for p in sorted(patterns, key=len, reverse=True)))
 
     def replace(match: re.Match[str]) -> str:
@@ -93,7 +98,11 @@ def redact(text: str, secrets: Iterable[SecretVersion]) -> str:
             return f"{found[0]}{REDACTED}{found[0]}"
         return REDACTED
 
-    return regex.sub(replace, text)
+    return lambda text: regex.sub(replace, text)
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 # A number as Python's messages print it unquoted: an index, a length, a code point.

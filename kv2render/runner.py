@@ -35,12 +35,16 @@ from kv2render.errors import (
     Kv2RenderError,
     RenderError,
     TemplateSyntaxError,
+    raise_all,
 )
+from kv2render.logsetup import count
+from kv2render.redact import redactor
 from kv2render.refs import SecretLocation, value_to_text
 from kv2render.vault import SecretStore, SecretVersion
 
 if TYPE_CHECKING:
     import subprocess
+    from typing import IO
 
 log = logging.getLogger(__name__)
 
@@ -117,32 +121,46 @@ class PassReport:
                 return command.error.exit_code
         return 0
 
+    def summary(self) -> str:
+        """One line: templates written/unchanged/failed, commands run/failed, reads."""
+        written = sum(1 for r in self.results if r.did_write)
+        failed = len(self.failed)
+        text = (
+            f"{count(len(self.results), 'template')}: {written} written, "
+            f"{len(self.results) - written - failed} unchanged, {failed} failed"
+        )
+        if self.commands:
+            # KV2-INV-399: a failed command counts in the summary as in the exit code.
+            failed_commands = sum(1 for c in self.commands if c.error is not None)
+            text += f"; {count(len(self.commands), 'command')} run, {failed_commands} failed"
+        return f"{text}; {count(self.reads, 'secret')} read"
+
 
 # -- preparation ---------------------------------------------------------------------------
 
 
 def prepare(config: Config) -> list[PreparedTemplate]:
-    """Compile every template; raise one ConfigError listing every problem found."""
+    """Compile every template; raise every problem found, not only the first (KV2-INV-398)."""
+    tc = config.template_config
+    prepared, problems = prepare_all(config.templates, tc.max_output_bytes, tc.render_timeout)
+    raise_all(problems)
+    return prepared
+
+
+def prepare_all(
+    specs: Iterable[TemplateSpec], max_output_bytes: int, render_timeout: float
+) -> tuple[list[PreparedTemplate], list[ConfigError]]:
+    """Compile each of ``specs``: those that compiled, and the problems of the others."""
     prepared: list[PreparedTemplate] = []
     problems: list[ConfigError] = []
-    for spec in config.templates:
+    for spec in specs:
         try:
             prepared.append(
-                prepare_one(
-                    spec,
-                    max_output_bytes=config.template_config.max_output_bytes,
-                    render_timeout=config.template_config.render_timeout,
-                )
+                prepare_one(spec, max_output_bytes=max_output_bytes, render_timeout=render_timeout)
             )
         except ConfigError as exc:
             problems.append(exc)
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise ConfigError(
-            f"{len(problems)} templates are invalid:\n  " + "\n  ".join(str(p) for p in problems)
-        )
-    return prepared
+    return prepared, problems
 
 
 def _read_source(spec: TemplateSpec) -> str:
@@ -387,7 +405,8 @@ def run_pass(
     results = tuple(render_all([(item, have) for item in items], concurrency=concurrency))
     for result in results:
         log_result(result)
-    commands = run_changed_commands(results) if run_commands else ()
+    read = [v for v in have.values() if isinstance(v, SecretVersion)]
+    commands = run_changed_commands(results, read) if run_commands else ()
     return PassReport(results, commands, reads=len(fetched))
 
 
@@ -430,12 +449,32 @@ def command_environment(base: Mapping[str, str] | None = None) -> dict[str, str]
     }
 
 
-def run_command(command: tuple[str, ...] | str, *, timeout: float, where: str) -> None:
-    """Run one command with a timeout; raise CommandError (no output captured in messages)."""
+# A command's output is logged at DEBUG, one record per line (KV2-INV-397), within bounds:
+# a chatty or hostile command cannot flood the log or hold kv2render's memory.
+OUTPUT_MAX_LINES = 200  # per command run, stdout and stderr together
+OUTPUT_MAX_LINE = 1000  # characters kept of one line
+_OUTPUT_GRACE = 1.0  # seconds to collect the last lines after the command ended
+
+
+def run_command(
+    command: tuple[str, ...] | str,
+    *,
+    timeout: float,
+    where: str,
+    scrub: Callable[[str], str] | None = None,
+) -> None:
+    """Run one command with a timeout; raise CommandError (no output captured in messages).
+
+    Its stdout and stderr never reach kv2render's own: at ``--log-level debug`` each line
+    becomes one DEBUG log record (``scrub`` applied, so the pass's secret values read
+    ``[redacted]``), otherwise it goes to /dev/null (KV2-INV-397).
+    """
     import subprocess  # only a pass that changed a file with a command pays for it
 
     shell = isinstance(command, str)
     label = command if isinstance(command, str) else " ".join(command)
+    capture = log.isEnabledFor(logging.DEBUG)
+    output = subprocess.PIPE if capture else subprocess.DEVNULL
     started = time.monotonic()
     try:
         # Its own session, so that a timeout kills the whole group: a shell's children
@@ -445,20 +484,95 @@ def run_command(command: tuple[str, ...] | str, *, timeout: float, where: str) -
             shell=shell,
             env=command_environment(),
             stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
             start_new_session=True,
         )
     except OSError as exc:
         raise CommandError(
             f"command {label!r} could not start: {exc.strerror or exc}", where=where
         ) from None
+    lines = _OutputLog(proc, where, scrub) if capture else None
+    hint = None if capture else "run with --log-level debug to log its output"
     try:
         returncode = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        raise CommandError(f"command {label!r} timed out after {timeout:g}s", where=where) from None
+        raise CommandError(
+            f"command {label!r} timed out after {timeout:g}s", where=where, hint=hint
+        ) from None
+    finally:
+        if lines is not None:
+            lines.finish()
     if returncode != 0:
-        raise CommandError(f"command {label!r} exited with status {returncode}", where=where)
+        raise CommandError(
+            f"command {label!r} exited with status {returncode}", where=where, hint=hint
+        )
     log.info("command %r ran for %s in %.2fs", label, where, time.monotonic() - started)
+
+
+class _OutputLog:
+    """A command's stdout and stderr, read by one thread each, logged one line per record.
+
+    The threads drain their pipe to the end, logging at most OUTPUT_MAX_LINES lines in all,
+    so the command never blocks on a full pipe. A background process the command started
+    may hold a pipe open after the command ends: :meth:`finish` waits a moment, then leaves
+    that thread draining (it ends with the pipe) rather than cutting the pipe under it.
+    """
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], where: str, scrub: Callable[[str], str] | None
+    ) -> None:
+        import threading
+
+        self._where = where
+        self._scrub = scrub
+        self._lock = threading.Lock()
+        self._left = OUTPUT_MAX_LINES
+        self._threads = [
+            threading.Thread(
+                target=self._pump, args=(stream, name), name=f"kv2render-{name}", daemon=True
+            )
+            for stream, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))
+            if stream is not None
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _pump(self, stream: IO[bytes], name: str) -> None:
+        try:
+            for raw in iter(lambda: stream.readline(4 * OUTPUT_MAX_LINE), b""):
+                self._line(raw, name)
+        except (OSError, ValueError):  # the pipe went away: nothing more to read
+            pass
+        finally:
+            stream.close()
+
+    def _line(self, raw: bytes, name: str) -> None:
+        with self._lock:
+            self._left -= 1
+            left = self._left
+        if left < -1:
+            return
+        if left == -1:
+            log.debug(
+                "%s: further output not logged (limit %d lines)",
+                self._where,
+                OUTPUT_MAX_LINES,
+                extra={"stream": name},
+            )
+            return
+        text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if len(text) > OUTPUT_MAX_LINE:
+            text = text[:OUTPUT_MAX_LINE] + "…"
+        if self._scrub is not None:
+            text = self._scrub(text)
+        log.debug("%s %s: %s", self._where, name, text, extra={"stream": name})
+
+    def finish(self) -> None:
+        deadline = time.monotonic() + _OUTPUT_GRACE
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -471,13 +585,17 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def run_changed_commands(results: Iterable[RenderResult]) -> tuple[CommandResult, ...]:
+def run_changed_commands(
+    results: Iterable[RenderResult], secrets: Iterable[SecretVersion] = ()
+) -> tuple[CommandResult, ...]:
     """Run each distinct command of the templates that wrote, once, in config order.
 
     Like consul-template (``findCommand``), a command shared by several templates
     runs once per pass. A failure is reported and never triggers re-reads
-    (a Vault Agent complaint: hashicorp/vault#12566).
+    (a Vault Agent complaint: hashicorp/vault#12566). ``secrets``: the values the pass
+    read, redacted from the commands' logged output (KV2-INV-397).
     """
+    scrub = redactor(secrets) if log.isEnabledFor(logging.DEBUG) else None
     order: list[tuple[str, ...] | str] = []
     owners: dict[tuple[str, ...] | str, list[RenderResult]] = {}
     for result in results:
@@ -493,7 +611,9 @@ def run_changed_commands(results: Iterable[RenderResult]) -> tuple[CommandResult
         first = owners[command][0].template
         indices = tuple(r.template.index for r in owners[command])
         try:
-            run_command(command, timeout=first.command_timeout, where=f"{first.where}.command")
+            run_command(
+                command, timeout=first.command_timeout, where=f"{first.where}.command", scrub=scrub
+            )
         except CommandError as exc:
             log.error("%s", exc)
             out.append(CommandResult(command, indices, exc))

@@ -78,3 +78,17 @@ def test_relative_links_in_docs_exist() -> None:
             if not (doc.parent / target).exists():
                 broken.append(f"{doc.relative_to(REPO)} -> {target}")
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_readme_global_options_match_help() -> None:
+    """KV2-AC-401 KV2-INV-395: the README's global options are the ones ``--help`` shows,
+    with the same choices, and every sub-command's --help lists them too."""
+    readme = README.read_text()
+    top = run_cli_subprocess(["--help"]).out
+    for option in ("--log-level {trace,debug,info,warn,error}", "--log-format {text,json}"):
+        assert f"`{option}`" in readme
+        assert option in top
+    assert "kv2render --version" in readme and "--version" in top
+    for command in ("check", "convert"):
+        sub = run_cli_subprocess([command, "--help"]).out
+        assert "global options (before or after the sub-command)" in sub

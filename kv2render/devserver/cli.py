@@ -3,21 +3,25 @@
 The lead's cli.py delegates ``kv2render dev-server ARGS`` to :func:`main`.
 First lines on stdout: VAULT_ADDR=, VAULT_TOKEN= (and VAULT_CACERT= with TLS),
 so ``eval "$(kv2render dev-server ... | head -n 2)"`` style scripts and tests can
-read them; then one line per request on stderr (method, path, status; never
-bodies or tokens).
+read them; then one log line per request on stderr (method, path, status; never
+bodies or tokens), in kv2render's log format: ``--log-level`` and ``--log-format``
+work here as for every sub-command (KV2-INV-395).
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
+from kv2render import logsetup
 from kv2render.devserver.protocol import FLAVORS
+
+log = logging.getLogger("kv2render.devserver")
 
 DESCRIPTION = """\
 Run an in-memory server that speaks the HashiCorp Vault KV v2 HTTP API (the KV2
@@ -69,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="read the root token from FILE instead of generating one",
     )
+    # Taken out of argv by kv2render's cli.py already; here for --help and for
+    # ``python -m kv2render.devserver.cli`` (KV2-INV-395).
+    group = p.add_argument_group("global options (before or after the sub-command)")
+    group.add_argument(
+        "--log-level", choices=("trace", "debug", "info", "warn", "error"), default="info"
+    )
+    group.add_argument("--log-format", choices=("text", "json"), default="text")
     return p
 
 
@@ -92,25 +103,35 @@ def is_loopback(host: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     args = build_parser().parse_args(argv)
+    own_logging = not logsetup.configured()  # run on its own, not from kv2render's cli
+    if own_logging:
+        logsetup.configure(args.log_level, args.log_format)
+    try:
+        return _main(args)
+    finally:
+        if own_logging:
+            logsetup.unconfigure()
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         host, port = parse_listen(args.listen)
     except ValueError as exc:
-        print(f"kv2render dev-server: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     if (args.tls_cert is None) != (args.tls_key is None):
-        print("kv2render dev-server: --tls-cert and --tls-key go together", file=sys.stderr)
+        log.error("--tls-cert and --tls-key go together")
         return 2
     root_token = None
     if args.root_token_file is not None:
         try:
             root_token = args.root_token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            print(f"kv2render dev-server: --root-token-file: {exc.strerror}", file=sys.stderr)
+            log.error("--root-token-file: %s", exc.strerror)
             return 2
         if not root_token:
-            print("kv2render dev-server: --root-token-file: file is empty", file=sys.stderr)
+            log.error("--root-token-file: file is empty")
             return 2
 
     # Handlers go in before anything is printed: a script may signal as soon as it has read
@@ -135,7 +156,7 @@ def _serve(
     from kv2render.devserver.server import DevServer
 
     def log_request(method: str, path: str, status: int) -> None:
-        print(f"{method} {path} {status}", file=sys.stderr, flush=True)
+        log.info("%s %s %d", method, path, status, extra={"method": method, "status": status})
 
     try:
         srv = DevServer(
@@ -152,12 +173,10 @@ def _serve(
         )
         srv.start()
     except (SeedError, ValueError, RuntimeError) as exc:
-        print(f"kv2render dev-server: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     except OSError as exc:
-        print(
-            f"kv2render dev-server: cannot listen on {args.listen}: {exc.strerror}", file=sys.stderr
-        )
+        log.error("cannot listen on %s: %s", args.listen, exc.strerror)
         return 1
 
     lines = [f"VAULT_ADDR={srv.url}", f"VAULT_TOKEN={srv.root_token}"]
@@ -168,17 +187,11 @@ def _serve(
         lines.append(f"VAULT_CLIENT_KEY={srv.client_key_file}")
     print("\n".join(lines), flush=True)
     if not is_loopback(host):
-        print(
-            f"kv2render dev-server: WARNING: listening on {host}, not loopback; this in-memory "
-            "dev server is not a security boundary",
-            file=sys.stderr,
-            flush=True,
+        log.warning(
+            "listening on %s, not loopback; this in-memory dev server is not a security boundary",
+            host,
         )
-    print(
-        f"kv2render dev-server: {args.flavor} flavour; dev/test only; Ctrl-C stops",
-        file=sys.stderr,
-        flush=True,
-    )
+    log.info("%s flavour; dev/test only; Ctrl-C stops", args.flavor)
 
     try:
         while not stop.wait(0.5):

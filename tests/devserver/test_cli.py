@@ -111,7 +111,9 @@ def test_prints_addr_token_and_serves(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         err = _finish(proc)
     assert proc.returncode == 0
-    lines = [ln for ln in err.splitlines() if ln.startswith(("GET ", "POST "))]
+    # Log lines in kv2render's text format: "<ts> [INFO] kv2render.devserver: GET /v1/... 200"
+    messages = [ln.partition("kv2render.devserver: ")[2] for ln in err.splitlines()]
+    lines = [m for m in messages if m.startswith(("GET ", "POST "))]
     assert lines == ["GET /v1/secret/data/app/db 200", "POST /v1/secret/data/app/new 200"]
     assert SENTINEL_VALUE not in err
     assert SENTINEL_TOKEN not in err
