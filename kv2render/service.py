@@ -156,8 +156,10 @@ def run(
     """The daemon process: exit 0 on SIGTERM/SIGINT, the error's code when retries run out."""
     from kv2render import config as config_mod
     from kv2render.app import instance_lock, remove_leftover_temp_files, warn_transport
+    from kv2render.hardening import disable_core_dumps
     from kv2render.status import PidFile
 
+    disable_core_dumps(env)  # KV2-INV-380: before the first login, so no token is ever dumped
     stop = threading.Event()
     ticks = QueueTicks()
     notifier = Notifier(env)
