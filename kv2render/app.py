@@ -195,7 +195,9 @@ def _check_directories(cfg: Config) -> None:
         except (OSError, Kv2RenderError):
             continue
         for problem in found:
-            log.warning("%s: %s%s", where, "would refuse: " if problem.refuse else "", problem.message)
+            log.warning(
+                "%s: %s%s", where, "would refuse: " if problem.refuse else "", problem.message
+            )
 
 
 def print_status(config_path: str, *, fmt: str = "text") -> int:

@@ -66,7 +66,9 @@ def _group(gid: int) -> str:
 
 
 def _writers(st: os.stat_result) -> str:
-    return "every local user" if st.st_mode & stat.S_IWOTH else f"the members of {_group(st.st_gid)}"
+    return (
+        "every local user" if st.st_mode & stat.S_IWOTH else f"the members of {_group(st.st_gid)}"
+    )
 
 
 def _own(directory: Path, dest: Path, st: os.stat_result, trusted: set[int]) -> Iterator[Problem]:

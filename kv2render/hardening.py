@@ -54,7 +54,9 @@ def disable_core_dumps(env: Mapping[str, str] | None = None) -> bool:
         log.warning("could not set RLIMIT_CORE to 0 (%s): core dumps may stay on", exc)
     if sys.platform.startswith("linux"):
         _not_dumpable()
-    log.debug("core dumps disabled (RLIMIT_CORE 0, not dumpable); %s=1 keeps them", ALLOW_CORE_DUMPS)
+    log.debug(
+        "core dumps disabled (RLIMIT_CORE 0, not dumpable); %s=1 keeps them", ALLOW_CORE_DUMPS
+    )
     return True
 
 

@@ -251,6 +251,12 @@ def _wait_for_signal(
             if number == signal.SIGHUP:
                 log.info("SIGHUP: reloading the config")
                 ticks.put(ReloadRequested("SIGHUP"))
+        if 0 in data:
+            # The worker's last act (supervise's body) is sending this zero byte, so it may
+            # still look alive for an instant: looping back into select() without a timeout
+            # then waited forever (exit_on_retry_failure hung about one run in three).
+            worker.join()
+            return None
     return None
 
 

@@ -152,7 +152,14 @@ def test_non_loopback_warns() -> None:
     --allow-remote, prints a warning."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kv2render.devserver.cli", "--listen", "0.0.0.0:0", "--allow-remote"],
+        [
+            sys.executable,
+            "-m",
+            "kv2render.devserver.cli",
+            "--listen",
+            "0.0.0.0:0",
+            "--allow-remote",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,9 @@ NOBODY = 65534
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
 
 
-def _wait(predicate: object, timeout: float, what: str, proc: DaemonProcess) -> None:
+def _wait(predicate: Callable[[], bool], timeout: float, what: str, proc: DaemonProcess) -> None:
     deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         assert proc.alive(), proc.log()[-3000:]
         assert time.monotonic() < deadline, f"no {what} in {timeout}s:\n{proc.log()[-3000:]}"
         time.sleep(0.1)
@@ -49,7 +50,9 @@ def _two_templates(srv: DevServer, workdir: Path, out: Path) -> Path:
 # -- item 7: no lock file among the outputs -----------------------------------------------
 
 
-def test_daemon_without_status_file_leaves_only_outputs(dev_server: DevServer, workdir: Path) -> None:
+def test_daemon_without_status_file_leaves_only_outputs(
+    dev_server: DevServer, workdir: Path
+) -> None:
     """KV2-AC-384 KV2-INV-382 KV2-INV-167: no status file: the daemon's instance lock adds no
     file to the destination directory, and a second daemon still warns naming the first."""
     out = workdir / "secrets"
@@ -60,9 +63,9 @@ def test_daemon_without_status_file_leaves_only_outputs(dev_server: DevServer, w
     second: DaemonProcess | None = None
     try:
         _wait(lambda: (out / "user").is_file() and (out / "pw").is_file(), 20, "render", first)
-        second = DaemonProcess(cfg, workdir / "logs", env)
-        _wait(lambda: "another kv2render" in second.log(), 20, "warning", second)  # type: ignore[union-attr]
-        assert f"pid {first.pid}" in second.log()
+        second = started = DaemonProcess(cfg, workdir / "logs", env)
+        _wait(lambda: "another kv2render" in started.log(), 20, "warning", started)
+        assert f"pid {first.pid}" in started.log()
         assert sorted(os.listdir(out)) == ["pw", "user"]
         second.stop()  # it may still be starting (signals not yet routed): its code varies
         assert first.stop() == 0
@@ -101,7 +104,11 @@ def test_directory_owned_by_another_user_is_refused(dev_server: DevServer, workd
     dev_server.put("app/db", {"password": SENTINEL.decode()})
     cfg = write_config(
         workdir,
-        {"template": [{"ref": "vault+kv2:///secret/data/app/db#password", "destination": str(out / "pw")}]},
+        {
+            "template": [
+                {"ref": "vault+kv2:///secret/data/app/db#password", "destination": str(out / "pw")}
+            ]
+        },
     )
     result = run_cli(
         ["--config", str(cfg), "--once"],
@@ -160,7 +167,9 @@ def test_group_writable_directory_names_the_group(
 
 
 def _parent_warnings(caplog: pytest.LogCaptureFixture, parent: Path) -> list[str]:
-    return [r.getMessage() for r in caplog.records if f"directory {parent}, a parent" in r.getMessage()]
+    return [
+        r.getMessage() for r in caplog.records if f"directory {parent}, a parent" in r.getMessage()
+    ]
 
 
 @as_root
@@ -222,7 +231,9 @@ def test_check_reports_directory_findings_offline(workdir: Path) -> None:
         workdir,
         {
             "vault": {"address": "http://127.0.0.1:1"},
-            "template": [{"ref": "vault+kv2:///secret/data/app/db#password", "destination": str(out / "pw")}],
+            "template": [
+                {"ref": "vault+kv2:///secret/data/app/db#password", "destination": str(out / "pw")}
+            ],
         },
     )
     result = run_cli(["check", "--config", str(cfg)])

@@ -116,7 +116,9 @@ def _once(srv: DevServer, workdir: Path, allow: bool) -> tuple[str, str, str]:
     return (*_observed(report), proc.stderr)
 
 
-def test_once_runs_without_core_dumps(dev_server: DevServer, workdir: Path, core_limit: int) -> None:
+def test_once_runs_without_core_dumps(
+    dev_server: DevServer, workdir: Path, core_limit: int
+) -> None:
     """KV2-AC-380 KV2-INV-380: a --once process has a soft core limit of 0 and is not dumpable
     (a process of its own user cannot read its /proc/<pid>/environ)."""
     soft, environ, _ = _once(dev_server, workdir, allow=False)
@@ -140,7 +142,10 @@ def test_daemon_runs_without_core_dumps(
         )
         try:
             deadline = time.monotonic() + 30
-            while not Path(f"{report}.environ").is_file() or not Path(f"{report}.environ").stat().st_size:
+            while (
+                not Path(f"{report}.environ").is_file()
+                or not Path(f"{report}.environ").stat().st_size
+            ):
                 assert proc.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, log_path.read_text()
                 time.sleep(0.1)
@@ -171,8 +176,17 @@ def test_allow_core_dumps_leaves_them_on(
 
 @pytest.mark.parametrize(
     "host",
-    ["localhost", "LOCALHOST.", "127.0.0.1", "127.1", "127.0.0.2", "2130706433", "::1", "[::1]",
-     "::ffff:127.0.0.1"],
+    [
+        "localhost",
+        "LOCALHOST.",
+        "127.0.0.1",
+        "127.1",
+        "127.0.0.2",
+        "2130706433",
+        "::1",
+        "[::1]",
+        "::ffff:127.0.0.1",
+    ],
 )
 def test_loopback_spellings(host: str) -> None:
     """KV2-AC-383 KV2-INV-381: every spelling of loopback counts."""
