@@ -16,10 +16,8 @@ Standard library only, so that every part of kv2render (the dev server included)
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
-import socket
 import sys
 from collections.abc import Mapping
 
@@ -77,6 +75,9 @@ def _not_dumpable() -> None:
 
 def is_loopback_host(host: str) -> bool:
     """True when ``host`` (a name or an address, brackets allowed) is this machine's loopback."""
+    import ipaddress  # only a plain-http address or a dev-server start pays for these
+    import socket
+
     name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
     if name == "localhost":
         return True
