@@ -11,10 +11,12 @@ Manager all serve the Vault KV v2 HTTP API. Data flows one way:
       -> template / ctmpl   render in memory (Jinja2 sandbox + filters, or consul-template
                             syntax); error text through redact
       -> writer             temp file 0600 -> fsync -> rename; unchanged bytes: no write
+                            (dirchecks: who else could change a destination directory)
       -> runner             commands for files that changed
     loop + service          the daemon: poll versions, watch files, renew, re-login, reload
                             (status: status file, lock, pid file; notify: sd_notify)
-    app, cli                the sub-commands; argv -> exit code (logsetup: log formats)
+    app, cli                the sub-commands; argv -> exit code (logsetup: log formats;
+                            hardening: core dumps off, the one test of loopback)
     devserver               the embedded KV2 dev server (development and tests only)
 
 Public API: :func:`main` (the CLI) and the error tree in :mod:`kv2render.errors`.

@@ -62,8 +62,10 @@ def warn_transport(cfg: Config) -> None:
 def _is_loopback(address: str) -> bool:
     from urllib.parse import urlsplit
 
-    host = urlsplit(address).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
+    from kv2render.hardening import is_loopback_host
+
+    # KV2-INV-381: one test of loopback; "127.example.com" is not one (startswith was).
+    return is_loopback_host(urlsplit(address).hostname or "")
 
 
 def _destinations(cfg: Config) -> list[Path]:
@@ -74,9 +76,9 @@ def _destinations(cfg: Config) -> list[Path]:
 
 def instance_lock(cfg: Config) -> InstanceLock:
     """The lock that tells two kv2render instances serving the same files of each other."""
-    from kv2render.status import InstanceLock, lock_path
+    from kv2render.status import instance_lock_for
 
-    return InstanceLock(lock_path(cfg.status_file, [t.destination for t in cfg.templates]))
+    return instance_lock_for(cfg.status_file, [t.destination for t in cfg.templates])
 
 
 def remove_leftover_temp_files(cfg: Config) -> None:
@@ -114,6 +116,9 @@ def _once_cleanup(cfg: Config) -> None:
 
 def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
     """``kv2render --once``: one pass over every template; the pass's exit code."""
+    from kv2render.hardening import disable_core_dumps
+
+    disable_core_dumps()  # KV2-INV-380: before the first login, so no token is ever dumped
     prepared = runner.prepare(cfg)
     warn_transport(cfg)
     _once_cleanup(cfg)
@@ -147,11 +152,9 @@ def check(config_path: str, *, fmt: str = "text") -> int:
     host can settle: missing files and folders, no token source, plain http, no TLS
     verification (KV2-INV-400).
     """
-    from kv2render.config import auth_source, check_load
+    from kv2render.config import TemplateConfig, auth_source, check_load
 
     checked = check_load(config_path)
-    from kv2render.config import TemplateConfig
-
     tc = checked.config.template_config if checked.config else TemplateConfig()
     prepared, template_problems = runner.prepare_all(
         checked.templates, tc.max_output_bytes, tc.render_timeout
@@ -174,6 +177,7 @@ def check(config_path: str, *, fmt: str = "text") -> int:
             fmt,
             f"{item.spec.where}: {item.spec.destination} <- " + (", ".join(refs) or "(no secrets)"),
         )
+    _check_directories(cfg)
     unique = {loc for item in prepared for loc in item.locations}
     logsetup.emit(
         {
@@ -224,6 +228,28 @@ def offline_warnings(cfg: Config) -> list[str]:
     for text in found:
         log.warning("%s", text)
     return found
+
+
+def _check_directories(cfg: Config) -> None:
+    """What the writer would refuse or warn about each existing destination directory
+    (KV2-AC-388): stat() calls only. A user unknown here belongs to the host that writes
+    (KV2-FC-092), so its template is skipped."""
+    from kv2render import dirchecks
+    from kv2render.writer import resolve_uid
+
+    targets = [(t.where, t.destination, t.user) for t in cfg.templates]
+    if cfg.status_file is not None:
+        targets.append(("status_file", cfg.status_file, None))
+    for where, dest, user in targets:
+        try:
+            uid = resolve_uid(user, dest)
+            found = dirchecks.problems(dest.parent, dest, file_uid=uid)
+        except (OSError, Kv2RenderError):
+            continue
+        for problem in found:
+            log.warning(
+                "%s: %s%s", where, "would refuse: " if problem.refuse else "", problem.message
+            )
 
 
 def print_status(config_path: str, *, fmt: str = "text") -> int:

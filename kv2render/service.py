@@ -156,8 +156,10 @@ def run(
     """The daemon process: exit 0 on SIGTERM/SIGINT, the error's code when retries run out."""
     from kv2render import config as config_mod
     from kv2render.app import instance_lock, remove_leftover_temp_files, warn_transport
+    from kv2render.hardening import disable_core_dumps
     from kv2render.status import PidFile
 
+    disable_core_dumps(env)  # KV2-INV-380: before the first login, so no token is ever dumped
     stop = threading.Event()
     ticks = QueueTicks()
     notifier = Notifier(env)
@@ -249,6 +251,12 @@ def _wait_for_signal(
             if number == signal.SIGHUP:
                 log.info("SIGHUP: reloading the config")
                 ticks.put(ReloadRequested("SIGHUP"))
+        if 0 in data:
+            # The worker's last act (supervise's body) is sending this zero byte, so it may
+            # still look alive for an instant: looping back into select() without a timeout
+            # then waited forever (exit_on_retry_failure hung about one run in three).
+            worker.join()
+            return None
     return None
 
 

@@ -10,10 +10,12 @@ prints it (``app.print_status``).
 When it cannot be written the daemon logs an error on each pass and keeps
 rendering: the files it serves matter more than its report (issue 5).
 
-The lock file sits next to the status file (or in the first destination's
-directory) and is held with ``flock`` for the life of the process, so that a
+The instance lock is held with ``flock`` for the life of the process, so that a
 second instance pointed at the same place warns about the first (issue 10,
 item 7). Writes stay atomic either way; the warning is about two writers racing.
+It is a lock file next to the status file, or, with no status file, the first
+destination's directory itself (KV2-INV-382): a destination directory holds only
+the outputs, since apps read some (a secrets mount, a conf.d) whole.
 """
 
 from __future__ import annotations
@@ -32,8 +34,6 @@ from kv2render.errors import Kv2RenderError
 from kv2render.refs import SecretLocation
 
 log = logging.getLogger(__name__)
-
-LOCK_NAME = ".kv2render.lock"
 
 
 def utc(seconds: float | None) -> str | None:
@@ -137,22 +137,38 @@ class StatusFile:
         return True
 
 
-def lock_path(status_file: Path | None, destinations: Iterable[Path]) -> Path | None:
-    """Next to the status file, else in the first destination's directory (issue 10 item 7)."""
+def instance_lock_for(status_file: Path | None, destinations: Iterable[Path]) -> InstanceLock:
+    """The instance lock of a config (issue 10 item 7; KV2-INV-167, KV2-INV-382).
+
+    ``<status_file>.lock`` when there is a status file; else the first destination's
+    directory, locked itself, so that no file appears among the outputs. Every instance
+    serving that directory finds the same lock whatever its environment (a systemd unit and
+    a ``--once`` run from a shell alike), which the temp-file clean-up relies on (KV2-AC-295).
+    """
     if status_file is not None:
-        return status_file.with_name(status_file.name + ".lock")
+        return InstanceLock(status_file.with_name(status_file.name + ".lock"))
     for dest in destinations:
-        return dest.parent / LOCK_NAME
-    return None
+        return InstanceLock(dest.parent, directory=True)
+    return InstanceLock(None)
 
 
 class InstanceLock:
-    """An advisory ``flock`` held for the process's life; warns when another instance holds it."""
+    """An advisory ``flock`` held for the process's life; warns when another instance holds it.
 
-    def __init__(self, path: Path | None) -> None:
+    On a lock file (``directory=False``) the holder writes its pid into it; on a directory
+    nothing is written and the holder's pid comes from ``/proc/locks`` when it is listed there.
+    """
+
+    def __init__(self, path: Path | None, *, directory: bool = False) -> None:
         self.path = path
+        self.directory = directory
         self._fd: int | None = None
-        self.held_by_other: int | None = None  # pid read from the lock file, when known
+        self.held_by_other: int | None = None  # the holder's pid, when known (else -1)
+
+    def _open(self, path: Path) -> int:
+        if self.directory:
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
 
     def acquire(self) -> bool:
         """True when this process holds the lock; a held lock is a warning, not a failure."""
@@ -160,30 +176,42 @@ class InstanceLock:
             return False
         import fcntl
 
+        what = "lock directory" if self.directory else "lock file"
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            fd = self._open(self.path)
         except OSError as exc:
             log.warning(
-                "lock file %s cannot be opened (%s); a second instance would not be noticed",
+                "%s %s cannot be opened (%s); a second instance would not be noticed",
+                what,
                 self.path,
                 exc.strerror or type(exc).__name__,
             )
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            other = _read_pid(fd)
+        except BlockingIOError:
+            other = _flock_holder(fd) if self.directory else _read_pid(fd)
             os.close(fd)
             self.held_by_other = other or -1
             log.warning(
                 "another kv2render%s holds %s: two instances rendering the same templates race "
                 "each other (each write stays atomic); stop one of them",
                 f" (pid {other})" if other else "",
-                self.path,
+                f"the lock on {self.path}" if self.directory else self.path,
             )
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:  # a file system without flock (some network ones)
+            os.close(fd)
+            log.warning(
+                "%s %s cannot be locked (%s); a second instance would not be noticed",
+                what,
+                self.path,
+                exc.strerror or type(exc).__name__,
+            )
+            return False
+        if not self.directory:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return True
 
@@ -195,6 +223,35 @@ class InstanceLock:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock; the file stays for the next start
             self._fd = None
+
+
+def _flock_holder(fd: int) -> int | None:
+    """The pid holding a ``flock`` on ``fd``'s inode, from ``/proc/locks`` (Linux); else None.
+
+    A line reads ``1: FLOCK  ADVISORY  WRITE 4242 00:2f:1234 0 EOF`` (device in hex, inode in
+    decimal); a waiter's line has ``->`` in second place.
+    """
+    st = os.fstat(fd)
+    exact = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            lines = locks.read().splitlines()
+    except OSError:
+        return None
+    by_inode: set[str] = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or not fields[4].isdigit():
+            continue
+        if fields[5] == exact:
+            return int(fields[4]) or None
+        if fields[5].rsplit(":", 1)[-1] == str(st.st_ino):
+            by_inode.add(fields[4])
+    # Some file systems report another device number to stat() than to /proc/locks; one
+    # holder of that inode number is taken as ours, two are too many to name one.
+    if len(by_inode) != 1:
+        return None
+    return int(by_inode.pop()) or None
 
 
 def _read_pid(fd: int) -> int | None:

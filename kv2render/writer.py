@@ -12,8 +12,10 @@ directory, fsync, rename) and tightens it where kv2render's spec differs (KV2-IN
   config counts as a change, so fixing ``perms`` in config fixes the file at the next pass;
 * an existing symlink at the destination is replaced by the rename, never followed: not to
   write, and not to read the old content (a symlink is always "changed");
-* a destination directory writable by others without the sticky bit is refused: anyone could
-  swap the file between our write and the reader's open. A group-writable one is logged;
+* a destination directory that someone other than kv2render's user, root or the file's owner
+  could change is refused or logged, naming the real risk (``dirchecks``): owned by another
+  user, or writable by others without the sticky bit, is refused; group-writable, sticky
+  world-writable (``/tmp``) and untrusted parents are logged;
 * on any failure the temp file is removed and the destination is exactly as it was; the
   WriteError names the destination and the cause in words, never the content.
 """
@@ -28,9 +30,10 @@ import secrets
 import stat
 from pathlib import Path
 
+from kv2render import dirchecks
 from kv2render.errors import WriteError
 
-__all__ = ["cleanup_stale_temp_files", "temp_file_name", "write_atomic"]
+__all__ = ["cleanup_stale_temp_files", "resolve_uid", "temp_file_name", "write_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ def _temp_pattern(name: str) -> re.Pattern[str]:
     return re.compile(re.escape(f".{name[:_NAME_ROOM]}{_TEMP_MARK}") + r"[0-9a-f]{16}\.tmp")
 
 
-def _uid(user: str | int | None, dest: Path) -> int:
+def resolve_uid(user: str | int | None, dest: Path) -> int:
     if user is None:
         return -1
     if isinstance(user, int) or (user.isascii() and user.isdigit()):
@@ -120,7 +123,10 @@ def _create_dirs(directory: Path, dest: Path) -> None:
         os.chmod(new, 0o700)  # mkdir's mode is narrowed by the umask; 0700 is the contract
 
 
-def _check_directory(directory: Path, dest: Path, create: bool) -> None:
+_warned: set[tuple[str, int, int]] = set()  # findings already logged by this process
+
+
+def _check_directory(directory: Path, dest: Path, create: bool, file_uid: int) -> None:
     try:
         st = os.stat(directory)
     except FileNotFoundError:
@@ -135,19 +141,13 @@ def _check_directory(directory: Path, dest: Path, create: bool) -> None:
         raise WriteError(f"cannot write {dest}: directory {directory}: {_cause(exc)}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise WriteError(f"cannot write {dest}: {directory} is not a directory")
-    if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
-        # KV2-INV: anyone could rename another file over ours between write and read.
-        raise WriteError(
-            f"refusing to write {dest}: directory {directory} is writable by others without "
-            "the sticky bit, so any local user could replace the file",
-            hint=f"chmod o-w {directory} (or chmod +t), or choose another destination",
-        )
-    if st.st_mode & stat.S_IWGRP:
-        logger.warning(
-            "directory %s is group-writable: members of its group could replace %s",
-            directory,
-            dest,
-        )
+    # KV2-INV-383, KV2-INV-384, KV2-FC-090, KV2-FC-380: who else could change what readers get.
+    for problem in dirchecks.problems(directory, dest, file_uid=file_uid, st=st):
+        if problem.refuse:
+            raise WriteError(problem.message, hint=problem.hint)
+        if problem.key not in _warned:  # once per process: a thousand templates, one line
+            _warned.add(problem.key)
+            logger.warning("%s", problem.message)
 
 
 def _unchanged(dest: Path, data: bytes, perms: int, uid: int, gid: int) -> bool:
@@ -267,9 +267,9 @@ def write_atomic(
     if dest.name in ("", ".", ".."):
         raise WriteError(f"cannot write {dest}: the destination must name a file")
     perms &= 0o7777
-    uid, gid = _uid(user, dest), _gid(group, dest)
+    uid, gid = resolve_uid(user, dest), _gid(group, dest)
     directory = dest.parent
-    _check_directory(directory, dest, create_dest_dirs)
+    _check_directory(directory, dest, create_dest_dirs, uid)
     try:
         if stat.S_ISDIR(os.lstat(dest).st_mode):
             raise WriteError(f"cannot write {dest}: it is a directory")

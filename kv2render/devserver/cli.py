@@ -11,7 +11,6 @@ work here as for every sub-command (KV2-INV-395).
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import signal
 import threading
@@ -68,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse TLS clients without a certificate signed by the dev CA",
     )
     p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --listen address other than loopback (refused without it: this server "
+        "is not a security boundary)",
+    )
+    p.add_argument(
         "--root-token-file",
         type=Path,
         metavar="FILE",
@@ -94,12 +99,10 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """localhost, 127.0.0.0/8 in any inet_aton spelling (127.1), ::1, ::ffff:127.0.0.1."""
+    from kv2render.hardening import is_loopback_host
+
+    return is_loopback_host(host)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +122,16 @@ def _main(args: argparse.Namespace) -> int:
         host, port = parse_listen(args.listen)
     except ValueError as exc:
         log.error("%s", exc)
+        return 2
+    if not args.allow_remote and not is_loopback(host):
+        # KV2-INV-381: anyone who reaches it can log in (dev logins accept any seeded JWT) and
+        # read every secret in it, so listening beyond loopback must be asked for.
+        log.error(
+            "--listen %s: %s is not a loopback address; this in-memory dev server is not a "
+            "security boundary. Pass --allow-remote to listen there anyway",
+            args.listen,
+            host,
+        )
         return 2
     if (args.tls_cert is None) != (args.tls_key is None):
         log.error("--tls-cert and --tls-key go together")

@@ -150,10 +150,18 @@ def test_ovh_flavour_addr_has_base_path() -> None:
 
 
 def test_non_loopback_warns() -> None:
-    """KV2-AC-145, KV2-INV-130: a non-loopback --listen prints a warning."""
+    """KV2-AC-145, KV2-AC-382, KV2-INV-130: a non-loopback --listen, allowed with
+    --allow-remote, prints a warning."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kv2render.devserver.cli", "--listen", "0.0.0.0:0"],
+        [
+            sys.executable,
+            "-m",
+            "kv2render.devserver.cli",
+            "--listen",
+            "0.0.0.0:0",
+            "--allow-remote",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

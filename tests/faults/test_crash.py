@@ -192,7 +192,7 @@ def test_once_leaves_temp_files_alone_while_another_instance_holds_the_lock(
     """KV2-AC-281 KV2-AC-293 KV2-AC-295 KV2-INV-280:
     a --once next to a running daemon (it holds the instance lock)
     does not remove temp files: one of them may be the daemon's write in progress."""
-    from kv2render.status import LOCK_NAME, InstanceLock
+    from kv2render.status import instance_lock_for
     from kv2render.writer import temp_file_name
 
     from ..integration.cli_helpers import run_cli
@@ -205,7 +205,7 @@ def test_once_leaves_temp_files_alone_while_another_instance_holds_the_lock(
         workdir,
         {"template": [{"ref": "vault+kv2:///secret/data/app/s0#v", "destination": str(dest)}]},
     )
-    daemon_lock = InstanceLock(workdir / LOCK_NAME)
+    daemon_lock = instance_lock_for(None, [dest])  # the lock a daemon on this config holds
     assert daemon_lock.acquire()
     try:
         result = run_cli(

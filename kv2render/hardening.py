@@ -1,0 +1,98 @@
+"""Process hardening for ``--once`` and the daemon, and the one test of "loopback".
+
+* :func:`disable_core_dumps` (KV2-INV-380): a core dump of kv2render holds whatever was in
+  memory: tokens, ``secret_id``s, rendered files. ``RLIMIT_CORE`` goes to 0 and, on Linux,
+  ``PR_SET_DUMPABLE`` to 0, which also keeps processes of the same user (without
+  ``CAP_SYS_PTRACE``) from reading ``/proc/<pid>/environ``, ``mem`` or ``fd``. Only the soft
+  limit is lowered, so a command kv2render runs may raise its own limit again; the dumpable
+  flag is reset by ``execve``, so commands are not affected by it.
+  ``KV2RENDER_ALLOW_CORE_DUMPS=1`` leaves both alone, for debugging a crash.
+* :func:`is_loopback_host` (KV2-INV-381): ``localhost``, 127.0.0.0/8 in any ``inet_aton``
+  spelling (``127.1``), ``::1`` and IPv4-mapped loopback (``::ffff:127.0.0.1``). A name such as
+  ``127.example.com`` is not loopback.
+
+Standard library only, so that every part of kv2render (the dev server included) may use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+
+__all__ = ["ALLOW_CORE_DUMPS", "disable_core_dumps", "is_loopback_host"]
+
+log = logging.getLogger(__name__)
+
+ALLOW_CORE_DUMPS = "KV2RENDER_ALLOW_CORE_DUMPS"
+_PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+
+
+def disable_core_dumps(env: Mapping[str, str] | None = None) -> bool:
+    """Turn core dumps off for this process (KV2-INV-380); False when the operator kept them.
+
+    Called at the start of ``--once`` and of the daemon, before the first login. Never raises:
+    a platform without ``resource`` or ``prctl`` gets a log line and runs on.
+    """
+    environ = os.environ if env is None else env
+    if environ.get(ALLOW_CORE_DUMPS, "") == "1":
+        log.warning(
+            "%s=1: core dumps stay enabled; a core file of this process may hold tokens and "
+            "secret values: keep it as secret as they are",
+            ALLOW_CORE_DUMPS,
+        )
+        return False
+    try:
+        import resource
+
+        _soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+    except (ImportError, OSError, ValueError) as exc:
+        log.warning("could not set RLIMIT_CORE to 0 (%s): core dumps may stay on", exc)
+    if sys.platform.startswith("linux"):
+        _not_dumpable()
+    log.debug(
+        "core dumps disabled (RLIMIT_CORE 0, not dumpable); %s=1 keeps them", ALLOW_CORE_DUMPS
+    )
+    return True
+
+
+def _not_dumpable() -> None:
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        zero = ctypes.c_ulong(0)
+        failed = libc.prctl(_PR_SET_DUMPABLE, zero, zero, zero, zero) != 0
+        err = ctypes.get_errno()
+    except (OSError, AttributeError) as exc:
+        log.warning("prctl(PR_SET_DUMPABLE) is not available (%s)", type(exc).__name__)
+        return
+    if failed:
+        log.warning("prctl(PR_SET_DUMPABLE, 0) failed: %s", os.strerror(err))
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when ``host`` (a name or an address, brackets allowed) is this machine's loopback."""
+    import ipaddress  # only a plain-http address or a dev-server start pays for these
+    import socket
+
+    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    if not name or any(c.isspace() for c in name):
+        return False
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])  # an IPv6 zone is not the address
+    except ValueError:
+        try:
+            # inet_aton's spellings (127.1, 0x7f.1, 2130706433) are what bind() and connect()
+            # accept too: the address a socket would really use.
+            address = ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
