@@ -1,8 +1,9 @@
 """kv2render against the real OpenBao Agent, on the same real OpenBao server (issue 13).
 
 KV2-AC-330, KV2-AC-331, KV2-AC-332, KV2-AC-333: every template of the consul-template corpus
-(``tests/ctmpl/corpus``, in both ``error_on_missing_key`` modes) and every agent config in
-``examples/vault-agent/`` is rendered twice from ONE agent config file:
+(``tests/ctmpl/corpus``, in both ``error_on_missing_key`` modes), every agent config in
+``examples/vault-agent/`` and a few probes of documented differences is rendered twice from ONE
+agent config file:
 
 * by ``bao agent -config=FILE`` (OpenBao 2.7.2, consul-template inside) with
   ``exit_after_auth = true`` and ``template_config { exit_on_retry_failure = true }``;
@@ -41,7 +42,9 @@ import pytest
 from tests.ctmpl.corpus_util import CORPUS, MODES
 from tests.realbao import BaoServer, BaoUnavailable, bao_binary
 
-pytestmark = pytest.mark.openbao
+# The module fixture renders every case inside the first test's time budget: 40-70 s measured
+# on a loaded 2-core machine, so the budget leaves headroom over the suite's 120 s default.
+pytestmark = [pytest.mark.openbao, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "vault-agent"
@@ -86,6 +89,27 @@ DIVERGENCES: dict[str, Divergence] = {
             for mode in MODES
         ),
         _mask_request_id,
+    ),
+    "created directories 0700": Divergence(
+        "a destination directory that create_dest_dirs creates is 0700 with kv2render and "
+        "0755 with the agent: it holds secret files, and nobody else needs to list it",
+        ("",),
+    ),
+    "dynamic secret paths: issue 16": Divergence(
+        "kv2render refuses a secret path built while rendering (printf, env), since its reads "
+        "must be known before rendering; the agent renders it. Issue 16 lifts this",
+        ("probes/dynamic-path-printf", "probes/dynamic-path-env"),
+    ),
+    "relative paths from the config's directory": Divergence(
+        "kv2render resolves a relative source and destination against the config file's "
+        "directory, the agent against its working directory: a config means the same files "
+        "wherever it is started from. Run from elsewhere, the agent finds no source",
+        ("probes/relative-paths",),
+    ),
+    "auto_auth.method as a plain JSON object": Divergence(
+        "kv2render reads a JSON method block written as an object as well as a one-item "
+        "list; the agent refuses the object ('one and only one \"method\" block is required')",
+        ("probes/method-json-object",),
     ),
     "secrets read before rendering": Divergence(
         "kv2render reads every secret a template names before rendering it. consul-template "
@@ -419,6 +443,72 @@ def _example_case(path: Path) -> DiffCase:
     )
 
 
+# Probes: small configs showing the documented differences that neither input set exercises,
+# so each entry of DIVERGENCES is measured, and goes stale (and fails) once it no longer holds.
+_PROBE_TEMPLATE = "{{ with secret %s }}{{ .Data.data.password }}{{ end }}"
+
+
+def _probe_hcl(
+    name: str, template: str, *, env: Mapping[str, str] | None = None, subdir: str = ""
+) -> DiffCase:
+    """An HCL agent config rendering ``template`` (inline, or as a relative ``source`` next to
+    the config when ``subdir`` puts the config in a sub-directory of the working directory)."""
+
+    def write(case_dir: Path, address: str, token: Path) -> Path:
+        if subdir:
+            conf = case_dir / subdir
+            conf.mkdir()
+            (conf / "probe.ctmpl").write_text(template, encoding="utf-8")
+            body = '  source      = "probe.ctmpl"\n  destination = "out/rendered.txt"\n'
+        else:
+            conf = case_dir
+            dest = _hcl_str(str(case_dir / "out" / "rendered.txt"))
+            body = f"  contents    = {_hcl_str(template)}\n  destination = {dest}\n"
+        config = conf / "agent.hcl"
+        config.write_text(
+            _agent_head(address, token) + "template {\n" + body + "}\n", encoding="utf-8"
+        )
+        return config
+
+    return DiffCase(f"probes/{name}", -1, parse_secrets(EXAMPLE_SECRETS), write, dict(env or {}))
+
+
+def _probe_json_method_object() -> DiffCase:
+    def write(case_dir: Path, address: str, token: Path) -> Path:
+        tree = {
+            "exit_after_auth": True,
+            "vault": {"address": address},
+            "auto_auth": {
+                "method": {"type": "token_file", "config": {"token_file_path": str(token)}}
+            },
+            "template_config": {"exit_on_retry_failure": True},
+            "template": [
+                {
+                    "contents": _PROBE_TEMPLATE % '"secret/data/foo"',
+                    "destination": str(case_dir / "out" / "rendered.txt"),
+                }
+            ],
+        }
+        config = case_dir / "probe.agent.json"
+        config.write_text(json.dumps(tree, indent=2), encoding="utf-8")
+        return config
+
+    return DiffCase("probes/method-json-object", -1, parse_secrets(EXAMPLE_SECRETS), write)
+
+
+def _probes() -> list[DiffCase]:
+    return [
+        _probe_hcl("dynamic-path-printf", _PROBE_TEMPLATE % '(printf "secret/data/%s" "foo")'),
+        _probe_hcl(
+            "dynamic-path-env",
+            _PROBE_TEMPLATE % '(env "PROBE_SECRET_PATH")',
+            env={"PROBE_SECRET_PATH": "secret/data/foo"},
+        ),
+        _probe_hcl("relative-paths", _PROBE_TEMPLATE % '"secret/data/foo"', subdir="conf"),
+        _probe_json_method_object(),
+    ]
+
+
 def _plan() -> tuple[list[DiffCase], list[World]]:
     cases = [
         _corpus_case(path, mode)
@@ -430,6 +520,7 @@ def _plan() -> tuple[list[DiffCase], list[World]]:
         for path in sorted(EXAMPLES.iterdir())
         if path.suffix in (".hcl", ".json")
     ]
+    cases += _probes()
     worlds: list[World] = []
     for case in cases:
         fits = [i for i, world in enumerate(worlds) if world.accepts(case.secrets)]
@@ -451,6 +542,7 @@ CASES, WORLDS = _plan()
 class SideResult:
     code: int | None  # None: timed out
     files: dict[str, tuple[bytes, int]]  # path under out/ -> (bytes, mode)
+    dirs: dict[str, int]  # directory under out/ ("." for out/ itself) -> mode
     log: str = field(repr=False)
     seconds: float = 0.0
 
@@ -465,12 +557,19 @@ def _clean_env(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def _snapshot(out: Path) -> dict[str, tuple[bytes, int]]:
+def _snapshot(out: Path) -> tuple[dict[str, tuple[bytes, int]], dict[str, int]]:
+    """Files under ``out`` (bytes, mode), and the directories the tool created (mode)."""
     files: dict[str, tuple[bytes, int]] = {}
+    dirs: dict[str, int] = {}
     for path in sorted(out.rglob("*")) if out.exists() else ():
+        mode = path.stat().st_mode & 0o777
         if path.is_file():
-            files[str(path.relative_to(out))] = (path.read_bytes(), path.stat().st_mode & 0o777)
-    return files
+            files[str(path.relative_to(out))] = (path.read_bytes(), mode)
+        elif path.is_dir():
+            dirs[str(path.relative_to(out))] = mode
+    if out.exists():
+        dirs["."] = out.stat().st_mode & 0o777
+    return files, dirs
 
 
 def _run(argv: list[str], case_dir: Path, env: dict[str, str]) -> SideResult:
@@ -491,9 +590,9 @@ def _run(argv: list[str], case_dir: Path, env: dict[str, str]) -> SideResult:
         code, log = None, f"timed out after {RUN_TIMEOUT}s: {exc.stderr!r}"
     seconds = time.monotonic() - start
     out = case_dir / "out"
-    files = _snapshot(out)
+    files, dirs = _snapshot(out)
     shutil.rmtree(out, ignore_errors=True)
-    return SideResult(code, files, log, seconds)
+    return SideResult(code, files, dirs, log, seconds)
 
 
 @dataclass(frozen=True)
@@ -580,6 +679,8 @@ def compare(pair: Pair) -> list[str]:
     problems: list[str] = []
     if sorted(agent.files) != sorted(kv2.files):
         problems.append(f"files: agent {sorted(agent.files)}, kv2render {sorted(kv2.files)}")
+    if sorted(agent.dirs) != sorted(kv2.dirs):
+        problems.append(f"directories: agent {sorted(agent.dirs)}, kv2render {sorted(kv2.dirs)}")
     masks = [d.mask for d in _divergences_for(pair.case.id).values() if d.mask is not None]
     if pair.case.id in TIMESTAMP_CASES:
         masks.append(_mask_times)
@@ -598,7 +699,13 @@ def test_plan_covers_every_input() -> None:
     corpus = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
     examples = sorted(p.name for p in EXAMPLES.iterdir() if p.suffix in (".hcl", ".json"))
     ids = {case.id for case in CASES}
-    assert ids == {f"{n}/{m}" for n in corpus for m in MODES} | {f"examples/{n}" for n in examples}
+    probes = {case.id for case in CASES if case.id.startswith("probes/")}
+    assert (
+        ids
+        == {f"{n}/{m}" for n in corpus for m in MODES}
+        | {f"examples/{n}" for n in examples}
+        | probes
+    )
     assert len(examples) >= 5
     assert 1 <= len(WORLDS) <= 6
     for name in DIVERGENCES:
@@ -624,9 +731,15 @@ def test_same_outcome_and_bytes_as_bao_agent(case: DiffCase, pairs: dict[str, Pa
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_file_modes(case: DiffCase, pairs: dict[str, Pair]) -> None:
-    """KV2-AC-332 (the listed 'default file mode 0600' divergence), KV2-AC-265: where the agent
-    writes its default 0644, kv2render writes 0600; a mode set with perms is the same on both."""
+    """KV2-AC-332 (the listed 'default file mode 0600' and 'created directories 0700'
+    divergences), KV2-AC-265: where the agent writes its default 0644, kv2render writes 0600; a
+    mode set with perms is the same on both; a directory the agent creates 0755 is 0700."""
     pair = pairs[case.id]
+    for name in set(pair.agent.dirs) & set(pair.kv2render.dirs):
+        agent_mode, kv2_mode = pair.agent.dirs[name], pair.kv2render.dirs[name]
+        assert (agent_mode, kv2_mode) == (0o755, 0o700), (
+            f"{name}/: {oct(agent_mode)}, {oct(kv2_mode)}"
+        )
     for name in set(pair.agent.files) & set(pair.kv2render.files):
         agent_mode, kv2_mode = pair.agent.files[name][1], pair.kv2render.files[name][1]
         if name == "exec.log":
