@@ -111,6 +111,13 @@ DIVERGENCES: dict[str, Divergence] = {
         "list; the agent refuses the object ('one and only one \"method\" block is required')",
         ("probes/method-json-object",),
     ),
+    "Go 1.19 comparison error text": Divergence(
+        "kv2render says 'incompatible types for comparison' as Go 1.19 does (the Go that "
+        "recorded the corpus, KV2-AC-261); the agent's newer Go appends the operand types "
+        "(': json.Number and int'). Same failure, same position and action",
+        tuple(f"28-eq-number-error/{mode}" for mode in MODES),
+        lambda data: re.sub(rb"(incompatible types for comparison): \S+ and \S+$", rb"\1", data),
+    ),
     "secrets read before rendering": Divergence(
         "kv2render reads every secret a template names before rendering it. consul-template "
         "renders in passes: its first pass runs before any secret is fetched, with `secret` "
@@ -671,7 +678,7 @@ def _divergences_for(case_id: str) -> dict[str, Divergence]:
     }
 
 
-def compare(pair: Pair) -> list[str]:
+def compare(pair: Pair, *, use_masks: bool = True) -> list[str]:
     """What differs between the two sides after the listed masks; [] when they agree."""
     agent, kv2 = pair.agent, pair.kv2render
     if agent.ok != kv2.ok:
@@ -685,6 +692,8 @@ def compare(pair: Pair) -> list[str]:
     if sorted(agent.dirs) != sorted(kv2.dirs):
         problems.append(f"directories: agent {sorted(agent.dirs)}, kv2render {sorted(kv2.dirs)}")
     masks = [d.mask for d in _divergences_for(pair.case.id).values() if d.mask is not None]
+    if not use_masks:
+        masks = []
     if pair.case.id in TIMESTAMP_CASES:
         masks.append(_mask_times)
     for name in sorted(set(agent.files) & set(kv2.files)):
@@ -693,7 +702,33 @@ def compare(pair: Pair) -> list[str]:
             want, got = mask(want), mask(got)
         if want != got:
             problems.append(f"{name}: bytes differ\n agent:     {want!r}\n kv2render: {got!r}")
+    if not agent.ok:
+        want_err, got_err = _go_error(agent.log, agent=True), _go_error(kv2.log, agent=False)
+        for mask in masks:
+            want_err, got_err = mask(want_err), mask(got_err)
+        if want_err != got_err:
+            problems.append(f"errors differ\n agent:     {want_err!r}\n kv2render: {got_err!r}")
     return problems
+
+
+# Go's execution error: "L:C: executing "NAME" at <ACTION>: MESSAGE". The template NAME differs
+# (the agent's is empty, kv2render's the file), so position, action and message are compared.
+_GO_EXEC_ERROR = re.compile(r'(\d+:\d+): executing "[^"]*" at <(.*?)>: (.*)$')
+
+
+def _go_error(log: str, *, agent: bool) -> bytes:
+    """``L:C <ACTION>: MESSAGE`` of the template execution error in a log, or b"" for none."""
+    for line in log.splitlines():
+        if agent:
+            if "runtime error encountered" not in line:
+                continue
+            line = re.sub(r'" exitCode=\d+$', "", line.replace('\\"', '"'))
+        elif "[ERROR]" not in line:
+            continue
+        match = _GO_EXEC_ERROR.search(line)
+        if match:
+            return f"{match[1]} <{match[2]}>: {match[3]}".encode()
+    return b""
 
 
 def test_plan_covers_every_input() -> None:
@@ -718,8 +753,9 @@ def test_plan_covers_every_input() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_same_outcome_and_bytes_as_bao_agent(case: DiffCase, pairs: dict[str, Pair]) -> None:
-    """KV2-AC-330, KV2-AC-331: both succeed with byte-identical files, or both fail; a failure
-    is an exit 2..7 from kv2render (never 1) and no file from either side."""
+    """KV2-AC-330, KV2-AC-331: both succeed with byte-identical files, or both fail with the
+    same Go execution error (position, action, message); a failure is an exit 2..7 from
+    kv2render (never 1) and no file from either side."""
     pair = pairs[case.id]
     problems = compare(pair)
     unmasked = {n: d for n, d in _divergences_for(case.id).items() if d.mask is None}
@@ -733,9 +769,14 @@ def test_same_outcome_and_bytes_as_bao_agent(case: DiffCase, pairs: dict[str, Pa
             assert pair.kv2render.files["rendered.txt"][0] == expected.read_bytes()
         return
     assert not problems, f"{case.id}: kv2render differs from bao agent:\n" + "\n".join(problems)
+    masked = sorted(n for n, d in _divergences_for(case.id).items() if d.mask is not None)
+    if masked:
+        assert compare(pair, use_masks=False), f"{case.id}: {masked} no longer needed: remove it"
     if not pair.kv2render.ok:
         assert pair.kv2render.code in range(2, 8), pair.kv2render.log[-2000:]
         assert pair.agent.code == 1, pair.agent.log[-2000:]
+        # Every both-failing case is a template execution error, so the errors were compared.
+        assert _go_error(pair.agent.log, agent=True), pair.agent.log[-2000:]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -782,7 +823,8 @@ def test_summary(pairs: dict[str, Pair], capsys: pytest.CaptureFixture[str]) -> 
         elif compare(pair):
             key = "DIFFERENT (a bug)"
         elif not pair.agent.ok:
-            key = "agree: both fail"
+            key = "agree: both fail, same error"
+            key += f" after masking {', '.join(masked)}" if masked else ""
         elif masked or case.id in TIMESTAMP_CASES:
             key = "agree: identical after masking " + ", ".join(masked or ["clock times"])
         else:
