@@ -277,6 +277,12 @@ def unwrap_blocks(tree: Mapping[str, Any]) -> dict[str, Any]:
     auto_auth = out.get("auto_auth")
     if isinstance(auto_auth, dict) and "method" in auto_auth:
         auto_auth["method"] = method = unwrap_block(auto_auth["method"])
+        if isinstance(method, dict) and "type" not in method and len(method) == 1:
+            # The labelled form ``method "approle" { config { ... } }``: the block body sits
+            # under its label, and its ``config`` block is a one-item list as anywhere else.
+            ((label, body),) = method.items()
+            if isinstance(body, Mapping) or (isinstance(body, list) and label != "config"):
+                method[label] = method = unwrap_block(body)
         if isinstance(method, dict) and "config" in method:
             method["config"] = unwrap_block(method["config"])
     if isinstance(out.get("template"), Mapping):

@@ -391,6 +391,25 @@ template {{
     assert str(token) in repr(config.auth)
 
 
+@pytest.mark.parametrize(
+    "method",
+    [
+        'method "token_file" {\n config {\n token_file_path = "tok"\n }\n}',
+        'method "token_file" {\n config = {\n token_file_path = "tok"\n }\n}',
+        'method {\n type = "token_file"\n config {\n token_file_path = "tok"\n }\n}',
+    ],
+    ids=["labelled-config-block", "labelled-config-map", "typed-config-block"],
+)
+def test_method_config_as_block_or_map(workdir: Path, method: str) -> None:
+    """KV2-AC-263, KV2-AC-334 (found by the bao agent differential): `config { ... }` written as
+    a block inside a labelled `method "token_file"` loads like `config = { ... }`, as the
+    OpenBao Agent reads it (it used to fail: 'must be a mapping, got a list')."""
+    template = 'template {\n contents = "x"\n destination = "o"\n}\n'
+    config = load_agent(workdir, "agent.hcl", hcl(f"auto_auth {{\n{method}\n}}\n{template}"))
+    assert config.auth.type == "token_file"
+    assert Path(config.auth.config["token_file_path"]) == workdir / "tok"
+
+
 # --------------------------------------------------------------------------------------------
 # convert-config
 
