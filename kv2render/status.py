@@ -123,7 +123,9 @@ class StatusFile:
 
             write = write_atomic
         try:
-            write(self.path, encode(doc), perms=0o600)
+            # Its folder is created 0700 like an output's (create_dest_dirs): a shared volume
+            # root such as a Kubernetes emptyDir (0777) is no place for it (KV2-AC-415).
+            write(self.path, encode(doc), perms=0o600, create_dest_dirs=True)
         except Kv2RenderError as exc:
             log.error("status file not written (rendering continues): %s", exc)
             return False
@@ -168,6 +170,12 @@ class InstanceLock:
     def _open(self, path: Path) -> int:
         if self.directory:
             return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if not path.parent.exists():
+            # The status file's folder, made 0700 as the status file write would make it:
+            # the lock is taken before the first pass writes anything (KV2-AC-415).
+            from kv2render.writer import create_dirs
+
+            create_dirs(path.parent, path)
         return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
 
     def acquire(self) -> bool:
@@ -179,12 +187,13 @@ class InstanceLock:
         what = "lock directory" if self.directory else "lock file"
         try:
             fd = self._open(self.path)
-        except OSError as exc:
+        except (OSError, Kv2RenderError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             log.warning(
                 "%s %s cannot be opened (%s); a second instance would not be noticed",
                 what,
                 self.path,
-                exc.strerror or type(exc).__name__,
+                reason or type(exc).__name__,
             )
             return False
         try:

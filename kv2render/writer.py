@@ -102,7 +102,7 @@ def _gid(group: str | int | None, dest: Path) -> int:
         raise WriteError(f"cannot write {dest}: unknown group {group!r}") from None
 
 
-def _create_dirs(directory: Path, dest: Path) -> None:
+def create_dirs(directory: Path, dest: Path) -> None:
     """Create ``directory`` and its missing parents, each 0700 whatever the umask."""
     missing: list[Path] = []
     probe = directory
@@ -135,7 +135,7 @@ def _check_directory(directory: Path, dest: Path, create: bool, file_uid: int) -
                 f"cannot write {dest}: directory {directory} does not exist",
                 hint="create it, or set create_dest_dirs: true",
             ) from None
-        _create_dirs(directory, dest)
+        create_dirs(directory, dest)
         st = os.stat(directory)
     except OSError as exc:
         raise WriteError(f"cannot write {dest}: directory {directory}: {_cause(exc)}") from None

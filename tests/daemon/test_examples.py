@@ -71,3 +71,47 @@ def test_kubernetes_pod_has_init_once_native_sidecar_and_memory_volume(tmp_path:
         m["mountPath"] for m in sidecars[0]["volumeMounts"] if m["name"] == memory[0]
     )
     assert all(str(t.destination).startswith(secrets_mount + "/") for t in cfg.templates)
+
+
+def _pod_config(tmp_path: Path, text: str, volume: Path, address: str) -> Path:
+    """The example's kv2render.yaml with the pod's paths under ``volume`` and token auth."""
+    tree = yaml.safe_load(text)
+    tree.pop("auto_auth", None)  # VAULT_TOKEN instead of the pod's Kubernetes login
+    tree["vault"] = {"address": address}
+    tree["status_file"] = tree["status_file"].replace("/run/kv2render", str(volume))
+    for template in tree["template"]:
+        template["destination"] = template["destination"].replace("/run/kv2render", str(volume))
+    path = tmp_path / "kv2render.yaml"
+    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    return path
+
+
+def test_kubernetes_examples_render_into_a_0777_emptydir(tmp_path: Path, dev_server: Any) -> None:
+    """KV2-AC-415: Kubernetes creates an emptyDir 0777, a folder kv2render refuses to write
+    into; the examples' outputs and status file live in folders kv2render creates 0700 inside
+    the volume, so the init container's --once and the sidecar's status file work there."""
+    from tests.integration.cli_helpers import run_cli
+
+    configs = [
+        next(d for d in _docs("configmap.yaml") if d["kind"] == "ConfigMap")["data"],
+        next(
+            d
+            for d in yaml.safe_load_all((EXAMPLES / "connector" / "kubernetes.yaml").read_text())
+            if d and d["kind"] == "ConfigMap"
+        )["data"],
+    ]
+    dev_server.put("myapp/db", {"username": "u", "password": "pw-k8s"})
+    dev_server.put("signals/pg-monitor", {"password": "pw-signals"})
+    for n, data in enumerate(configs):
+        volume = tmp_path / f"volume{n}"
+        volume.mkdir()
+        volume.chmod(0o777)  # what the kubelet makes of an emptyDir
+        cfg = _pod_config(tmp_path, data["kv2render.yaml"], volume, dev_server.url)
+        result = run_cli(["--config", str(cfg), "--once"], {"VAULT_TOKEN": dev_server.root_token})
+        assert result.code == 0, result.text
+        loaded = config.load(cfg, env={"VAULT_TOKEN": "t"})
+        for spec in loaded.templates:
+            assert spec.destination.stat().st_mode & 0o777 == 0o600
+            assert spec.destination.parent.stat().st_mode & 0o777 == 0o700
+        assert loaded.status_file is not None
+        assert loaded.status_file.parent.parent == volume
