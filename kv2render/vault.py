@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import ssl
 import threading
 import time
@@ -122,14 +123,27 @@ def _short(exc: BaseException) -> str:
     return text[:200]
 
 
+def _one_line(error: str) -> str:
+    """One server error string on one line. Vault and OpenBao wrap errors in Go's multierror
+    text, ``"1 error occurred:\n\t* permission denied\n\n"``: keep the bullets only, and
+    fold any other line break or control character, so a log line stays one line."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    if len(lines) > 1 and _MULTIERROR_HEAD.fullmatch(lines[0]):
+        return "; ".join(" ".join(line.removeprefix("* ").split()) for line in lines[1:])
+    return " ".join(" ".join(lines).split())
+
+
+_MULTIERROR_HEAD = re.compile(r"\d+ errors? occurred:")
+
+
 def _errors_text(body: Any) -> str:
-    """The server's ``errors`` strings (metadata), joined and truncated."""
+    """The server's ``errors`` strings (metadata), each on one line, joined and truncated."""
     if not isinstance(body, Mapping):
         return ""
     errors = body.get("errors")
     if not isinstance(errors, list):
         return ""
-    text = "; ".join(str(e) for e in errors if str(e))
+    text = "; ".join(line for line in (_one_line(str(e)) for e in errors) if line)
     return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
 
 
