@@ -89,7 +89,9 @@ def once_config(
     tree: dict[str, Any] = {
         "vault": {"address": server.address, "retry": {"num_retries": 2}, "timeout": "5s"},
         "auto_auth": {"method": dict(method)},
-        "template": [{"ref": f"vault+kv2:///secret/data/{path}#password", "destination": str(dest)}],
+        "template": [
+            {"ref": f"vault+kv2:///secret/data/{path}#password", "destination": str(dest)}
+        ],
     }
     if server.tls_dir is not None:
         tree["vault"]["ca_cert"] = str(server.ca_cert)
@@ -137,9 +139,15 @@ class Pki:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )  # fmt: skip
@@ -238,7 +246,9 @@ class JwtSigner:
             + "."
             + _b64url(json.dumps(body, separators=(",", ":")).encode())
         )
-        signature = self.key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+        signature = self.key.sign(
+            signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256()
+        )
         return signing_input + "." + _b64url(signature)
 
 

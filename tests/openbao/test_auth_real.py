@@ -105,9 +105,9 @@ def test_token_file_with_revoked_token_exits_3(bao_server: BaoServer, workdir: P
 
 
 def test_token_file_without_read_policy_exits_4(bao_server: BaoServer, workdir: Path) -> None:
-    """KV2-AC-057 KV2-FC-050 KV2-AC-304: a valid token without `read` on the path: exit 4
-    naming the policy path, after the one re-login KV2-INV-056 allows (still denied); the
-    server's multi-line error text reaches the log as one line."""
+    """KV2-AC-057 KV2-FC-050 KV2-AC-304 KV2-INV-300: a valid token without `read` on the
+    path: exit 4 naming the policy path, after the one re-login KV2-INV-056 allows (still
+    denied); the server's multi-line error text reaches the log as one line."""
     path, _policy = seed_secret(bao_server, "auth")
     token = bao_server.create_token(policies=["default"])
     token_file = private_file(workdir / "token", token)
@@ -241,9 +241,7 @@ def jwt_auth(bao_server: BaoServer) -> Iterator[tuple[str, JwtSigner]]:
     """A jwt auth mount trusting one RSA public key; yields (mount, signer)."""
     signer = JwtSigner()
     mount = bao_server.enable_auth("jwt", unique("jwt"))
-    bao_server.api(
-        "POST", f"auth/{mount}/config", {"jwt_validation_pubkeys": [signer.public_pem]}
-    )
+    bao_server.api("POST", f"auth/{mount}/config", {"jwt_validation_pubkeys": [signer.public_pem]})
     yield mount, signer
 
 
@@ -272,9 +270,7 @@ def jwt_method(workdir: Path, mount: str, role: str, jwt: str) -> dict[str, Any]
     }
 
 
-def test_jwt_renders(
-    bao_server: BaoServer, workdir: Path, jwt_auth: tuple[str, JwtSigner]
-) -> None:
+def test_jwt_renders(bao_server: BaoServer, workdir: Path, jwt_auth: tuple[str, JwtSigner]) -> None:
     """KV2-AC-053 KV2-AC-300: an RS256 JWT signed by a key the mount trusts, right audience."""
     mount, signer = jwt_auth
     path, policy = seed_secret(bao_server, "auth")

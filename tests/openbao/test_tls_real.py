@@ -1,4 +1,4 @@
-"""TLS against the real OpenBao listener (``bao server -dev -dev-tls``), through ``kv2render --once``.
+"""TLS against the real OpenBao listener (``bao server -dev -dev-tls``), through ``--once``.
 
 The dev-TLS listener's certificate is issued by the CA in ``bao_tls_server.ca_cert`` with the
 SANs ``localhost`` and ``127.0.0.1``, and it asks for (does not require) a client certificate.
@@ -195,9 +195,10 @@ def test_localhost_address_needs_no_server_name(bao_tls_server: BaoServer, workd
 def test_plain_http_to_a_tls_listener_fails_clearly(
     bao_tls_server: BaoServer, workdir: Path
 ) -> None:
-    """KV2-AC-309: http:// to the TLS listener: OpenBao answers a plain-text 400 ("Client sent
-    an HTTP request to an HTTPS server"); kv2render exits 2 at once naming vault.address and
-    the https:// address to use, not the token (it used to blame the token: exit 3)."""
+    """KV2-AC-309 KV2-FC-300: http:// to the TLS listener: OpenBao answers a plain-text 400
+    ("Client sent an HTTP request to an HTTPS server"); kv2render exits 2 at once naming
+    vault.address and the https:// address to use, not the token (it used to blame the token:
+    exit 3)."""
     path, token, method = token_setup(bao_tls_server, workdir)
     address = bao_tls_server.address.replace("https://", "http://")
     config, dest = once_config(workdir, bao_tls_server, path, method, vault={"address": address})
@@ -214,10 +215,10 @@ def test_plain_http_to_a_tls_listener_fails_clearly(
 
 
 def test_https_to_a_plain_listener_fails_clearly(bao_server: BaoServer, workdir: Path) -> None:
-    """KV2-AC-309: https:// to a plain-HTTP listener: OpenSSL reports "wrong version number";
-    kv2render exits 2 after one attempt naming vault.address and the http:// address, instead
-    of retrying it as transient (it used to: 12 retries, minutes, with a client-certificate
-    hint that did not apply)."""
+    """KV2-AC-309 KV2-FC-300: https:// to a plain-HTTP listener: OpenSSL reports "wrong version
+    number"; kv2render exits 2 after one attempt naming vault.address and the http:// address,
+    instead of retrying it as transient (it used to: 12 retries, minutes, with a
+    client-certificate hint that did not apply)."""
     path, token, method = token_setup(bao_server, workdir)
     address = bao_server.address.replace("http://", "https://")
     config, dest = once_config(workdir, bao_server, path, method, vault={"address": address})
