@@ -268,3 +268,35 @@ def test_client_key_not_matching_the_certificate_exits_2(
     assert "vault.client_cert" in result.err
     assert not dest.exists()
     assert_no_leak(result.text, token, other_key.read_text())
+
+
+def test_the_daemon_does_not_storm_a_server_it_cannot_verify(
+    bao_tls_server: BaoServer, workdir: Path, tmp_path: Path
+) -> None:
+    """KV2-FC-162 KV2-AC-308: the daemon with a wrong CA keeps its login backoff (1 s doubling):
+    at most 4 attempts in 6 s, each one error line naming the CA problem, and no file."""
+    from tests.integration.cli_helpers import DaemonProcess
+
+    path, token, method = token_setup(bao_tls_server, workdir)
+    other = Pki(tmp_path / "other", name="not the openbao CA")
+    extra = {"template_config": {"static_secret_render_interval": "1s"}}
+    config, dest = once_config(
+        workdir,
+        bao_tls_server,
+        path,
+        method,
+        vault={"ca_cert": str(other.ca_file)},
+        extra=extra,
+    )
+    daemon = DaemonProcess(config, tmp_path / "logs", log_level="debug")
+    try:
+        time.sleep(6.0)
+        assert daemon.alive(), daemon.log()[-3000:]
+        log = daemon.log()
+    finally:
+        daemon.stop()
+    failures = count_lines(log, "login failed")
+    assert 2 <= failures <= 4, log[-3000:]
+    assert failures == count_lines(log, "certificate could not be verified"), log[-3000:]
+    assert not dest.exists()
+    assert_no_leak(log, token)

@@ -346,3 +346,24 @@ def test_rotated_jwt_file_is_used_at_the_next_login(
     assert count_lines(log, LOGIN_OK) >= 4, log[-3000:]
     assert "login failed" not in log and "[ERROR]" not in log, log[-3000:]
     assert_no_leak(log, *jwts)
+
+
+def test_exit_on_err_stops_the_daemon_on_a_refused_login(
+    bao_server: BaoServer, workdir: Path, start_daemon: Callable[[Path], DaemonProcess]
+) -> None:
+    """KV2-FC-165 KV2-AC-301: with auto_auth.method.exit_on_err the daemon exits 3 on the real
+    server's first refusal (a wrong secret_id), as Vault Agent does, naming the login path."""
+    path, policy = seed_secret(bao_server, "life")
+    mount = unique("approle")
+    _name, role_id = approle_role(bao_server, policy, mount)
+    wrong = "S3NTINEL-wrong-secret-id-11111111"
+    method = approle_method(workdir, mount, role_id, wrong, remove=False)
+    config, dest = daemon_config(workdir, bao_server, path, method, exit_on_err=True)
+    daemon = start_daemon(config)
+    wait_until(lambda: daemon.poll() is not None, 15, "the daemon to exit")
+    log = daemon.log()
+    assert daemon.poll() == 3, log[-3000:]
+    assert f"auth/{mount}/login" in log and "invalid role or secret ID" in log
+    assert count_lines(log, "login failed") == 1
+    assert not dest.exists()
+    assert_no_leak(log, role_id, wrong)
