@@ -244,6 +244,12 @@ def _wait_for_signal(
         except BlockingIOError:
             continue
         for number in data:
+            if number == 0:
+                # The loop's "done" byte (no signal is numbered 0), sent from its finally:
+                # its thread may still be alive for an instant, and going back to select()
+                # without a timeout would then wait for ever (exit_on_err hung, measured).
+                worker.join(timeout=STOP_GRACE)
+                return None
             if number in (signal.SIGTERM, signal.SIGINT):
                 return signal.Signals(number).name
             if number == signal.SIGHUP:

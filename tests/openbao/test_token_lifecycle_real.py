@@ -351,7 +351,7 @@ def test_rotated_jwt_file_is_used_at_the_next_login(
 def test_exit_on_err_stops_the_daemon_on_a_refused_login(
     bao_server: BaoServer, workdir: Path, start_daemon: Callable[[Path], DaemonProcess]
 ) -> None:
-    """KV2-FC-165 KV2-AC-301: with auto_auth.method.exit_on_err the daemon exits 3 on the real
+    """KV2-FC-165 KV2-AC-062: with auto_auth.method.exit_on_err the daemon exits 3 on the real
     server's first refusal (a wrong secret_id), as Vault Agent does, naming the login path."""
     path, policy = seed_secret(bao_server, "life")
     mount = unique("approle")
@@ -360,7 +360,10 @@ def test_exit_on_err_stops_the_daemon_on_a_refused_login(
     method = approle_method(workdir, mount, role_id, wrong, remove=False)
     config, dest = daemon_config(workdir, bao_server, path, method, exit_on_err=True)
     daemon = start_daemon(config)
-    wait_until(lambda: daemon.poll() is not None, 15, "the daemon to exit")
+    try:
+        wait_until(lambda: daemon.poll() is not None, 15, "the daemon to exit")
+    except pytest.fail.Exception:
+        pytest.fail(f"the daemon did not exit\n{daemon.log()[-4000:]}")
     log = daemon.log()
     assert daemon.poll() == 3, log[-3000:]
     assert f"auth/{mount}/login" in log and "invalid role or secret ID" in log
