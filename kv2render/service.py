@@ -246,17 +246,17 @@ def _wait_for_signal(
         except BlockingIOError:
             continue
         for number in data:
+            if number == 0:
+                # The loop's "done" byte (no signal is numbered 0), sent from its finally:
+                # its thread may still be alive for an instant, and going back to select()
+                # without a timeout would then wait for ever (exit_on_err hung, measured).
+                worker.join(timeout=STOP_GRACE)
+                return None
             if number in (signal.SIGTERM, signal.SIGINT):
                 return signal.Signals(number).name
             if number == signal.SIGHUP:
                 log.info("SIGHUP: reloading the config")
                 ticks.put(ReloadRequested("SIGHUP"))
-        if 0 in data:
-            # The worker's last act (supervise's body) is sending this zero byte, so it may
-            # still look alive for an instant: looping back into select() without a timeout
-            # then waited forever (exit_on_retry_failure hung about one run in three).
-            worker.join()
-            return None
     return None
 
 

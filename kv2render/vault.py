@@ -39,6 +39,7 @@ from kv2render.errors import (
     AccessDeniedError,
     AuthError,
     BadResponseError,
+    ConfigError,
     Kv2RenderError,
     SecretDeletedError,
     SecretDestroyedError,
@@ -139,6 +140,9 @@ def _one_line(error: str) -> str:
 def _is_control(ch: str) -> bool:
     # C0/C1 controls and the Unicode line/paragraph separators str.splitlines() honours.
     return ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029"
+
+
+_HTTP_TO_HTTPS = b"Client sent an HTTP request to an HTTPS server"
 
 
 def _errors_text(body: Any) -> str:
@@ -377,6 +381,15 @@ class HvacSecretStore:
             )
         reason = _short(exc)
         lowered = reason.lower()
+        if "wrong version number" in lowered and self._settings.address.startswith("https://"):
+            # OpenSSL's word for a peer that answered in plain text: a plain-HTTP listener
+            # (the real OpenBao dev server, measured). Retrying cannot fix an address.
+            return ConfigError(
+                f"the server at this address does not speak TLS ({reason})",
+                where="vault.address",
+                hint=f"use {self._settings.address.replace('https://', 'http://', 1)} "
+                "if the server really has no TLS, or check the port",
+            )
         if any(s in lowered for s in ("certificate required", "bad certificate", "unknown ca")):
             return AuthError(
                 f"TLS: the server refused this client's certificate ({reason})",
@@ -424,6 +437,14 @@ class HvacSecretStore:
         errors = _redact(_errors_text(body), secrets)
         detail = f": {errors}" if errors else ""
         login = location is None
+        if status == 400 and body is None and _HTTP_TO_HTTPS in resp.content[:200]:
+            # Go's HTTPS listener answering a plain-HTTP request (the real OpenBao and Vault
+            # do): the address is wrong, not the credential. Recognised, never quoted.
+            return ConfigError(
+                "the server speaks HTTPS but the address says http://",
+                where="vault.address",
+                hint=f"use {self._settings.address.replace('http://', 'https://', 1)}",
+            )
         if 300 <= status < 400:
             return BadResponseError(
                 f"the server answered {status} (a redirect); redirects are not followed, "

@@ -20,7 +20,9 @@ end. OVHcloud is read-only here: the test reads the pre-created secret with hvac
 expected value, then checks kv2render wrote exactly that.
 
 ``test_live_scenarios_against_the_dev_server`` runs the very same scenarios against the
-embedded dev server, so the live code cannot rot unseen while nobody has the variables set.
+embedded dev server, and ``test_live_scenarios_against_the_real_openbao_server`` runs the Vault
+and OpenBao ones against the real OpenBao server of the test tier (marked ``openbao``: never
+skipped in CI), so the live code cannot rot unseen while nobody has the variables set.
 """
 
 from __future__ import annotations
@@ -281,6 +283,34 @@ def test_live_scenarios_against_the_dev_server(
 ) -> None:
     """KV2-AC-203: the live scenarios themselves work (run here against the dev server)."""
     scenario(workdir)
+
+
+@pytest.mark.openbao
+@pytest.mark.parametrize(
+    ("flavor", "tls"),
+    [
+        pytest.param("openbao", False, id="openbao"),
+        pytest.param("vault", False, id="vault"),
+        pytest.param("openbao", True, id="openbao-tls-namespace"),
+        pytest.param("vault", True, id="vault-tls-namespace"),
+    ],
+)
+def test_live_scenarios_against_the_real_openbao_server(
+    workdir: Path, request: pytest.FixtureRequest, flavor: str, tls: bool
+) -> None:
+    """KV2-AC-203 KV2-AC-310: the Vault and OpenBao live scenarios, unchanged, against the real
+    OpenBao server of the test tier (``bao server -dev``; root token), so they run in every CI
+    run: plain HTTP on ``secret/``, and over TLS with its CA in a namespace of their own."""
+    from tests.realbao import BaoServer, unique
+
+    server: BaoServer = request.getfixturevalue("bao_tls_server" if tls else "bao_server")
+    live = {"ADDR": server.address, "TOKEN": server.root_token}
+    if tls:
+        namespace = unique("live-ns")
+        server.create_namespace(namespace)
+        server.enable_kv2("kv", namespace=namespace)
+        live |= {"CACERT": str(server.ca_cert), "NAMESPACE": namespace, "MOUNT": "kv"}
+    vault_like_scenario(workdir, live, openbao=flavor == "openbao")
 
 
 def test_skip_reason_names_the_variables(monkeypatch: pytest.MonkeyPatch) -> None:
