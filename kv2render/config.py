@@ -86,6 +86,7 @@ class AuthSettings:
     namespace: str | None = None  # login requests only
     config: Mapping[str, Any] = field(default_factory=dict)  # method keys, paths resolved
     env_token: str | None = field(default=None, repr=False)
+    env_token_name: str | None = None  # BAO_TOKEN or VAULT_TOKEN: names the source in errors
     # Vault Agent's auto_auth.method backoff keys (autoauth/index.mdx): 1s doubling to 5m.
     min_backoff: float = 1.0
     max_backoff: float = 300.0
@@ -137,6 +138,9 @@ class Config:
     status_file: Path | None = None
     pid_file: Path | None = None
     exit_after_auth: bool = False
+    # KV2-INV-354: --once's overall deadline for the server (logins, reads, retry waits);
+    # 0 means none (only vault.retry.num_retries bounds the retries). Not used by the daemon.
+    once_timeout: float = 60.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,6 +243,7 @@ def describe(config: Config) -> dict[str, Any]:
         "status_file": _opt_str(config.status_file),
         "pid_file": _opt_str(config.pid_file),
         "exit_after_auth": config.exit_after_auth,
+        "once_timeout": config.once_timeout,
     }
 
 

@@ -50,6 +50,7 @@ _TOP_KEYS = (
     "status_file",
     "pid_file",
     "exit_after_auth",
+    "once_timeout",
 )
 _VAULT_KEYS = (
     "address",
@@ -145,7 +146,14 @@ def build(
         status_file=top.opt("status_file", as_path, base),
         pid_file=top.opt("pid_file", as_path, base),
         exit_after_auth=bool(top.opt("exit_after_auth", as_bool)),
+        once_timeout=_once_timeout(top),
     )
+
+
+def _once_timeout(top: Section) -> float:
+    # KV2-INV-354: 60 s by default; 0 turns the deadline off (retries bounded by count only).
+    value = top.opt("once_timeout", parse_duration, allow_zero=True)
+    return Config.once_timeout if value is None else float(value)
 
 
 def _vault_settings(sec: Section, base: Path) -> VaultSettings:
@@ -200,7 +208,9 @@ def _auth_settings(
                 where="auto_auth",
                 hint="set VAULT_TOKEN or BAO_TOKEN, or configure auto_auth",
             )
-        return AuthSettings(type="token_env", env_token=None if found is None else found[1])
+        if found is None:
+            return AuthSettings(type="token_env")
+        return AuthSettings(type="token_env", env_token=found[1], env_token_name=found[0])
     auto_auth = top.section("auto_auth", ("method",))
     if not auto_auth.has("method"):
         raise ConfigError("is required", where="auto_auth.method", hint="add method: {type: ...}")

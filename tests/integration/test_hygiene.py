@@ -122,6 +122,13 @@ class Ctx:
         path.chmod(0o600)
         return path
 
+    def cred_bytes(self, name: str, data: bytes) -> Path:
+        path = self.wd / "creds" / name
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(0o600)
+        return path
+
     def out(self, name: str, old: str | None = "old-good-content") -> Path:
         path = self.wd / "out" / name
         path.parent.mkdir(mode=0o700, exist_ok=True)
@@ -152,6 +159,7 @@ class Plan:
     destinations: tuple[Path, ...] = ()  # files allowed to hold secrets
     command: str = "run"  # run (--once), check, status
     after: Callable[[Ctx], None] | None = None  # extra assertions on the world
+    max_seconds: float | None = None  # the run must end this fast (no retries, KV2-AC-350)
 
 
 Builder = Callable[[Ctx], Plan]
@@ -511,6 +519,92 @@ def _bad_bearer(c: Ctx) -> Plan:
 
 
 # --------------------------------------------------------------------------------------------
+# Malformed credentials (KV2-AC-350, KV2-AC-351): refused before any request, never retried,
+# never quoted. vault.retry.num_retries stays at its default (12): a retried failure would
+# take minutes, and the no-request check would fail on the first one.
+
+LINE_BREAK = "\nX-Evil: 1"
+
+
+def _malformed(
+    c: Ctx, method: dict[str, Any], env: dict[str, str] | None, *words: str
+) -> Plan:
+    dest = c.out("pw")
+    tree: dict[str, Any] = {
+        "vault": c.vault(num_retries=12),
+        "template": [{"ref": PW, "destination": str(dest)}],
+    }
+    if method:
+        tree["auto_auth"] = {"method": method}
+
+    def after(c: Ctx) -> None:
+        assert c.srv.request_count() == 0, "a malformed credential reached the server"
+        _assert_bytes(dest, "old-good-content")
+
+    return Plan(tree, 3, words, env or {}, after=after, max_seconds=8.0)
+
+
+@scenario("cred-token-line-break-env")
+def _cred_env_break(c: Ctx) -> Plan:
+    env = {"VAULT_TOKEN": c.s["bad_token"] + LINE_BREAK}
+    return _malformed(c, {}, env, "VAULT_TOKEN from the environment", "line break")
+
+
+@scenario("cred-token-non-latin1-env")
+def _cred_env_latin(c: Ctx) -> Plan:
+    env = {"VAULT_TOKEN": c.s["bad_token"] + "\u20ac\u00e9"}
+    return _malformed(c, {}, env, "VAULT_TOKEN from the environment", "printable ASCII")
+
+
+@scenario("cred-token-line-break-token-file")
+def _cred_file_break(c: Ctx) -> Plan:
+    path = c.cred("token", c.s["bad_token"] + LINE_BREAK)
+    method = {"type": "token_file", "config": {"token_file_path": str(path)}}
+    return _malformed(c, method, None, str(path), "line break")
+
+
+@scenario("cred-bearer-line-break", server="ovh")
+def _cred_bearer_break(c: Ctx) -> Plan:
+    path = c.cred("pat", c.s["bad_token"] + LINE_BREAK)
+    method = {"type": "bearer_token_file", "config": {"token_file_path": str(path)}}
+    return _malformed(c, method, None, str(path), "line break")
+
+
+@scenario("cred-bearer-prefix-written-in-file", server="ovh")
+def _cred_bearer_prefix(c: Ctx) -> Plan:
+    path = c.cred("pat", "Bearer " + c.s["bad_token"])
+    method = {"type": "bearer_token_file", "config": {"token_file_path": str(path)}}
+    return _malformed(c, method, None, str(path), "space")
+
+
+def _approle_files(c: Ctx, role: bytes, secret: bytes) -> dict[str, Any]:
+    config = {
+        "role_id_file_path": str(c.cred_bytes("role_id", role)),
+        "secret_id_file_path": str(c.cred_bytes("secret_id", secret)),
+    }
+    return {"type": "approle", "config": config}
+
+
+@scenario("cred-secret-id-nul")
+def _cred_secret_nul(c: Ctx) -> Plan:
+    method = _approle_files(c, c.s["role_id"].encode(), c.s["secret_id"].encode() + b"\0x")
+    return _malformed(c, method, None, "secret_id file", "NUL")
+
+
+@scenario("cred-role-id-not-utf8")
+def _cred_role_utf8(c: Ctx) -> Plan:
+    method = _approle_files(c, c.s["role_id"].encode() + b"\xff\xfe", c.s["secret_id"].encode())
+    return _malformed(c, method, None, "role_id file", "UTF-8")
+
+
+@scenario("cred-jwt-control-character")
+def _cred_jwt_control(c: Ctx) -> Plan:
+    jwt = c.cred_bytes("jwt", c.s["jwt"].encode() + b"\x1b[2J")
+    method = {"type": "jwt", "config": {"role": "app", "path": str(jwt)}}
+    return _malformed(c, method, None, str(jwt), "control character")
+
+
+# --------------------------------------------------------------------------------------------
 # Configuration errors holding a credential (KV2-AC-032, KV2-AC-112)
 
 
@@ -820,7 +914,7 @@ def _cases() -> list[Any]:
 
 @pytest.mark.parametrize(("name", "mode", "world"), _cases(), indirect=["world"])
 def test_cli_leaks_no_sentinel(name: str, mode: str, world: World) -> None:
-    """KV2-INV-001 KV2-AC-116 KV2-AC-102 KV2-AC-032 KV2-AC-062 KV2-AC-083 KV2-FC-072
+    """KV2-INV-001 KV2-AC-116 KV2-AC-350 KV2-AC-351 KV2-AC-102 KV2-AC-032 KV2-AC-062 KV2-AC-083 KV2-FC-072
     KV2-INV-133 KV2-INV-081: at --log-level trace, in text and JSON, in-process and as a subprocess,
     on success and on every failure path, no sentinel secret, token, secret_id, role_id or
     JWT appears in stdout, stderr, any file left in the work directory other than the
@@ -832,7 +926,9 @@ def test_cli_leaks_no_sentinel(name: str, mode: str, world: World) -> None:
     world.srv.reset_counters()
     runner, fmt = mode.split("-")
     argv = _argv(plan, cfg, fmt)
+    started = time.monotonic()
     result = (run_cli if runner == "inproc" else run_cli_subprocess)(argv, plan.env)
+    elapsed = time.monotonic() - started
 
     # The path really ran: exit code and the words that prove it.
     if plan.code == -1:
@@ -848,6 +944,10 @@ def test_cli_leaks_no_sentinel(name: str, mode: str, world: World) -> None:
                 assert isinstance(json.loads(line), dict)
     if plan.after is not None:
         plan.after(c)
+    if plan.max_seconds is not None:
+        # KV2-AC-350: refused at once, never retried.
+        assert elapsed < plan.max_seconds, f"took {elapsed:.1f}s: {result.err[-1000:]}"
+        assert "retry" not in result.err, result.err[-2000:]
 
     leaks = _leaks_in_result(c.s, result, mode)
     leaks += scan_tree(c.s, c.wd, before, plan.destinations)
