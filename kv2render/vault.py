@@ -540,11 +540,13 @@ class HvacSecretStore:
             except TransientError as exc:
                 delay = self._backoff(attempt, exc.retry_after)
                 left = self._left()
+                out_of_time = False
                 if left is not None:
                     # KV2-INV-354: the last wait is cut so that one more attempt still starts
                     # _LAST_ATTEMPT before the deadline; with less than that left, stop.
-                    delay = min(delay, left - _LAST_ATTEMPT)
-                out_of_time = left is not None and delay < 0
+                    room = left - _LAST_ATTEMPT
+                    out_of_time = room <= 0
+                    delay = min(delay, max(room, 0.0))
                 if attempt >= self._max_retries or out_of_time:
                     raise self._gave_up(exc, attempt, out_of_time) from exc
                 attempt += 1
