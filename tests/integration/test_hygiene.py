@@ -1395,6 +1395,102 @@ def test_daemon_logs_and_status_file_have_no_sentinel(workdir: Path, fmt: str) -
     assert not leaks, report(leaks)
 
 
+def _daemon(cfg: Path, fmt: str, log: Path, env: dict[str, str] | None = None) -> Any:
+    with log.open("wb") as sink:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "kv2render", "--config", str(cfg), "--log-level", "trace",
+             "--log-format", fmt],
+            env=cli_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def _stop(proc: Any) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return int(proc.returncode)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_daemon_malformed_token_never_logged(workdir: Path, fmt: str) -> None:
+    """KV2-AC-352 KV2-INV-351 KV2-INV-350 KV2-INV-001: the daemon at trace level with a
+    token_file holding a line break: the refusal is logged and the status says login-failed,
+    with no part of the token in its output or its status file and no request sent; once the
+    file is fixed it renders. With such a token in VAULT_TOKEN it exits 3 at once."""
+    s = make_sentinels()
+    with DevServer(root_token=s["root_token"]) as srv:
+        seed(srv, s)
+        c = Ctx(srv, s, workdir)
+        dest = c.out("pw", old=None)
+        status = workdir / "status.json"
+        token = c.cred("token", s["bad_token"] + LINE_BREAK)
+        tree = {
+            "vault": c.vault(num_retries=12),
+            "auto_auth": {
+                "method": {
+                    "type": "token_file",
+                    "min_backoff": "250ms",
+                    "max_backoff": "1s",
+                    "config": {"token_file_path": str(token)},
+                }
+            },
+            "status_file": str(status),
+            "template": [{"ref": PW, "destination": str(dest)}],
+        }
+        cfg = write_config(workdir, tree)
+        before = snapshot(workdir)
+        log = workdir / f"daemon-{fmt}.log"
+        proc = _daemon(cfg, fmt, log)
+        try:
+            _wait_for(
+                lambda: status.exists() and "login-failed" in status.read_text(),
+                15,
+                "a login-failed status",
+            )
+            time.sleep(1.0)  # a few login attempts with the bad file
+            failed_status = status.read_text()
+            assert srv.request_count() == 0, "a malformed token reached the server"
+            token.write_text(s["file_token"] + "\n")
+            _wait_for(lambda: dest.exists(), 15, "the render after the fix")
+        finally:
+            code = _stop(proc)
+        final_status = status.read_text()
+        out = log.read_text(errors="replace")
+
+        env_log = workdir / f"daemon-env-{fmt}.log"
+        env_cfg = write_config(
+            workdir,
+            {"vault": c.vault(num_retries=12), "template": [{"ref": PW, "destination": str(dest)}]},
+            name="env.yaml",
+        )
+        started = time.monotonic()
+        env_proc = _daemon(env_cfg, fmt, env_log, {"VAULT_TOKEN": s["bad_token"] + LINE_BREAK})
+        try:
+            env_proc.wait(timeout=15)
+        finally:
+            env_code = _stop(env_proc)
+        env_elapsed = time.monotonic() - started
+        env_out = env_log.read_text(errors="replace")
+
+    assert code == 0, out[-2000:]
+    assert dest.read_text() == s["password"]
+    assert "line break" in out and str(token) in out, out[-2000:]
+    assert env_code == 3 and env_elapsed < 10, env_out[-2000:]
+    assert "VAULT_TOKEN from the environment" in env_out, env_out[-2000:]
+    leaks = s.leaks("daemon output", out) + s.leaks("daemon output (env)", env_out)
+    leaks += s.leaks("status file (login failed)", failed_status)
+    leaks += s.leaks("status file (stopped)", final_status)
+    leaks += scan_tree(s, workdir, before, [dest, token])  # the token file is the test's input
+    assert not leaks, report(leaks)
+
+
 # --------------------------------------------------------------------------------------------
 # The hygiene scanner itself must be able to fail
 
