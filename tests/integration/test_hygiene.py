@@ -526,9 +526,7 @@ def _bad_bearer(c: Ctx) -> Plan:
 LINE_BREAK = "\nX-Evil: 1"
 
 
-def _malformed(
-    c: Ctx, method: dict[str, Any], env: dict[str, str] | None, *words: str
-) -> Plan:
+def _malformed(c: Ctx, method: dict[str, Any], env: dict[str, str] | None, *words: str) -> Plan:
     dest = c.out("pw")
     tree: dict[str, Any] = {
         "vault": c.vault(num_retries=12),
@@ -914,11 +912,12 @@ def _cases() -> list[Any]:
 
 @pytest.mark.parametrize(("name", "mode", "world"), _cases(), indirect=["world"])
 def test_cli_leaks_no_sentinel(name: str, mode: str, world: World) -> None:
-    """KV2-INV-001 KV2-AC-116 KV2-AC-350 KV2-AC-351 KV2-AC-102 KV2-AC-032 KV2-AC-062 KV2-AC-083 KV2-FC-072
-    KV2-INV-133 KV2-INV-081: at --log-level trace, in text and JSON, in-process and as a subprocess,
-    on success and on every failure path, no sentinel secret, token, secret_id, role_id or
-    JWT appears in stdout, stderr, any file left in the work directory other than the
-    intended destination (and its .bak), a command's environment, or the server's log."""
+    """KV2-INV-001 KV2-AC-116 KV2-AC-102 KV2-AC-032 KV2-AC-062 KV2-AC-083 KV2-FC-072
+    KV2-AC-350 KV2-AC-351 KV2-INV-133 KV2-INV-081: at --log-level trace, in text and JSON,
+    in-process and as a subprocess, on success and on every failure path, no sentinel secret,
+    token, secret_id, role_id or JWT appears in stdout, stderr, any file left in the work
+    directory other than the intended destination (and its .bak), a command's environment, or
+    the server's log."""
     c = Ctx(world.srv, world.s, world.wd)
     plan = SCENARIOS[name][1](c)
     cfg = _write_plan_config(c, plan)

@@ -273,9 +273,7 @@ def test_default_deadline_is_60s_on_a_scripted_clock() -> None:
 
     settings = VaultSettings(address=f"http://127.0.0.1:{closed_port()}")
     auth = build_authenticator(AuthSettings(type="token_env", env_token="hvs.ok"), settings)
-    store = HvacSecretStore(
-        settings, auth, clock=lambda: now[0], sleep=sleep, rng=random.Random(7)
-    )
+    store = HvacSecretStore(settings, auth, clock=lambda: now[0], sleep=sleep, rng=random.Random(7))
     original = store._send
 
     def counting(*args: Any, **kwargs: Any) -> Any:

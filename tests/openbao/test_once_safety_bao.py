@@ -26,9 +26,7 @@ def test_line_break_token_is_refused_before_any_request(
         workdir,
         {
             "vault": {"address": bao_server.address},
-            "template": [
-                {"ref": f"vault+kv2:///secret/data/{path}#password", "destination": "pw"}
-            ],
+            "template": [{"ref": f"vault+kv2:///secret/data/{path}#password", "destination": "pw"}],
         },
     )
     started = time.monotonic()
