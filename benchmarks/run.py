@@ -40,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c  # noqa: E402  (benchmarks/ is not a package)
+import vs_agent  # noqa: E402
 
 KEYS = (
     "import_floor_ms",
@@ -58,6 +59,7 @@ KEYS = (
     "daemon_rss_mb",
     "change_latency_p50_s",
     "change_latency_p99_s",
+    *vs_agent.KEYS,
 )
 
 # (label, check) per key or derived ratio; the table marks each ok / MISS.
@@ -76,6 +78,10 @@ TARGETS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
     "daemon_rss_mb": ("<= 60", lambda r: r["daemon_rss_mb"] <= 60),
     "change_latency_p50_s": ("<= 0.7", lambda r: r["change_latency_p50_s"] <= 0.7),
     "change_latency_p99_s": ("<= 1.3", lambda r: r["change_latency_p99_s"] <= 1.3),
+    **{
+        key: (label, lambda r, key=key, limit=limit: r[key] <= limit)
+        for key, (label, limit) in vs_agent.TARGETS.items()
+    },
 }
 SECTIONS = (
     "once_startup",
@@ -85,6 +91,7 @@ SECTIONS = (
     "poll_cpu",
     "idle_and_rss",
     "change_latency",
+    "vs_agent",
 )
 RATIO_ROWS = {
     "distinct_ratio": ("scale_distinct_s", "naive_distinct_s"),
@@ -429,7 +436,46 @@ class Bench:
         self.section(("poll_cpu_ms_per_read",), self.poll_cpu)
         self.section(("idle_cpu_s_per_min", "daemon_rss_mb"), self.idle_and_rss)
         self.section(("change_latency_p50_s", "change_latency_p99_s"), self.change_latency)
+        self.section(vs_agent.KEYS, self.vs_agent)
         return self.result
+
+    def vs_agent(self) -> None:
+        """Side by side with the real OpenBao Agent on one real bao server (issue 18)."""
+        sizes = {"full": vs_agent.FULL, "quick": vs_agent.QUICK}.get(self.p.name, vs_agent.TINY)
+        side = vs_agent.VsAgent(sizes, self._dir("vs-agent"), log=self.log)
+        side.run_all()
+        failed = [v for k, v in side.details.items() if k.endswith("_error")]
+        for key in vs_agent.KEYS:
+            self.result[key] = side.result[key]
+            if side.result[key] is None:
+                self.reasons[key] = "; ".join(failed) or "not measured"
+        d = side.details
+        notes = {
+            "vs_agent_once_ratio_yaml": ("once_yaml_s", "once_agent_s", "s"),
+            "vs_agent_once_ratio_hcl": ("once_hcl_s", "once_agent_s", "s"),
+            "vs_agent_once100_ratio": ("once100_kv2render_s", "once100_agent_s", "s"),
+            "vs_agent_first_render_ratio": ("first_kv2render_s", "first_agent_s", "s"),
+            "vs_agent_poll_cpu_ratio": (
+                "poll_kv2render_cpu_s_per_min",
+                "poll_agent_cpu_s_per_min",
+                "s CPU/min",
+            ),
+            "vs_agent_rss_ratio": ("poll_kv2render_rss_mb", "poll_agent_rss_mb", "MB"),
+            "vs_agent_requests_ratio": (
+                "poll_kv2render_requests_per_min",
+                "poll_agent_requests_per_min",
+                "requests/min",
+            ),
+            "vs_agent_change_latency_p50_ratio": (
+                "change_kv2render_p50_s",
+                "change_agent_p50_s",
+                "s",
+            ),
+            "poll_interval_drift": ("poll_kv2render_interval_s", "poll_agent_interval_s", "s"),
+        }
+        for key, (mine, theirs, unit) in notes.items():
+            if mine in d and theirs in d:
+                self.notes[key] = f"kv2render {d[mine]} vs bao agent {d[theirs]} {unit}"
 
 
 def _inode(path: Path) -> int:

@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from kv2render.config_sources import unwrap_block
 from kv2render.config_values import Section, kind_of
 from kv2render.errors import ConfigError
 
@@ -262,7 +263,12 @@ def _canonical_method(tree: dict[str, Any]) -> None:
     if isinstance(method, dict) and "type" not in method and len(method) == 1:
         ((label, body),) = method.items()
         if isinstance(body, Mapping):
-            auto_auth["method"] = {"type": label, **body}  # type: ignore[index]
+            merged = {"type": label, **body}
+            # `config { ... }` written as a block inside a labelled method arrives as a
+            # one-item list, like every HCL block (`config = { ... }` arrives as a mapping).
+            if "config" in merged:
+                merged["config"] = unwrap_block(merged["config"])
+            auto_auth["method"] = merged  # type: ignore[index]
 
 
 def _exec_block(item: dict[str, Any], where: str) -> None:

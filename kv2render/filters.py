@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinja2 import Undefined
 
+from kv2render import jsonnum
 from kv2render.errors import RenderError
 from kv2render.refs import value_to_text
 
@@ -48,14 +48,9 @@ def _json(value: Any, indent: int | None, escape_html: bool) -> str:
         str(value)  # StrictUndefined raises; a lenient missing key is null, as in Go
         value = None
     try:
-        text = json.dumps(
-            plain(value),
-            sort_keys=True,  # Go's json.Marshal sorts map keys
-            ensure_ascii=False,
-            allow_nan=False,
-            indent=indent,
-            separators=(",", ":") if indent is None else (",", ": "),
-        )
+        # Go's json.Marshal sorts map keys; numbers keep the server's text, as a json.Number
+        # from Vault's client does (jsonnum, KV2-AC-320).
+        text = jsonnum.dumps(plain(value), sort_keys=True, indent=indent)
     except (TypeError, ValueError):
         raise RenderError(
             f"toJSON: a {type(value).__name__} value cannot be written as JSON"

@@ -476,13 +476,16 @@ class Daemon:
             }
         if not need and not due_templates:
             return
+        # Each secret's next poll counts from when this pass started, not from when its reads
+        # finished, so the interval holds whatever a pass costs (KV2-INV-165: no drift).
+        started = now
         fetched = runner.read_secrets(
             self.store, need, concurrency=self.cfg.template_config.concurrency
         )
         if self.stop.is_set():
             return  # requests were cut short by the stop: no verdict on them
         now = self.clock()
-        changed, errors = self._absorb(fetched, now)
+        changed, errors = self._absorb(fetched, now, started)
         if any(isinstance(e, AuthError) for e in errors.values()):
             # The store already tried a fresh login on 403; an AuthError means logins fail.
             self._login_failures += 1
@@ -517,13 +520,16 @@ class Daemon:
         )
 
     def _absorb(
-        self, fetched: Mapping[SecretLocation, SecretVersion | Kv2RenderError], now: float
+        self,
+        fetched: Mapping[SecretLocation, SecretVersion | Kv2RenderError],
+        now: float,
+        started: float,
     ) -> tuple[set[SecretLocation], dict[SecretLocation, Kv2RenderError]]:
         changed: set[SecretLocation] = set()
         errors: dict[SecretLocation, Kv2RenderError] = {}
         for loc, got in fetched.items():
             if loc.version is None:
-                self._schedule(loc, now)
+                self._schedule(loc, started, now)
             if isinstance(got, Kv2RenderError):
                 errors[loc] = got
                 continue
@@ -543,16 +549,18 @@ class Daemon:
             self._cache[loc] = got
         return changed, errors
 
-    def _schedule(self, loc: SecretLocation, now: float) -> None:
-        """Next poll of ``loc`` in interval +-10 %, joining another secret's poll when that
-        time is also in range: secrets read together stay together (one wake-up, not N)."""
+    def _schedule(self, loc: SecretLocation, base: float, now: float) -> None:
+        """Next poll of ``loc`` at ``base`` (when this pass started) + interval +-10 %,
+        joining another secret's poll when that time is also in range: secrets read together
+        stay together (one wake-up, not N). A pass that overran the interval polls again at
+        once rather than in a burst of catch-up polls."""
         interval = self._loc_interval(loc)
-        low, high = now + 0.9 * interval, now + 1.1 * interval
+        low, high = base + 0.9 * interval, base + 1.1 * interval
         for other, when in self._due.items():
             if other != loc and low <= when <= high and self._loc_interval(other) == interval:
-                self._due[loc] = when
+                self._due[loc] = max(when, now)
                 return
-        self._due[loc] = now + self._jitter(interval)
+        self._due[loc] = max(base + self._jitter(interval), now)
 
     def _render(
         self, todo: list[_Template], errors: Mapping[SecretLocation, Kv2RenderError], now: float

@@ -107,9 +107,8 @@ _HEADER_QUOTE = re.compile(
 )
 # A credential header spelled out with its value ("X-Vault-Token: abc", "Bearer abc").
 _CREDENTIAL_HEADER = re.compile(
-    r"""(?P<lead>(?:x-vault-token|authorization)['"]?\s*[:=,]\s*['"]?(?:bearer\s+)?|bearer\s+)"""
-    r"""[^\s'",)}]+""",
-    re.IGNORECASE,
+    r"""(?P<lead>(?i:x-vault-token|authorization)['"]?\s*[:=,]\s*['"]?(?:(?i:bearer)\s+)?"""
+    r"""|Bearer\s+(?=[\w.~+/=-]{8}))[^\s'",)}]+"""
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 

@@ -40,13 +40,13 @@ Decisions made here (each one a rule in docs/spec):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
+from kv2render import jsonnum
 from kv2render.errors import ConfigError, MissingKeyError, ReferenceSyntaxError, RenderError
 
 __all__ = [
@@ -570,7 +570,8 @@ def value_to_text(value: Any) -> str:
     if isinstance(text, str) and not isinstance(value, bool):
         return text
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        # Nested numbers keep the server's text too (KV2-AC-320).
+        return jsonnum.dumps(value)
     except (TypeError, ValueError):
         # NaN/Infinity (Python's json accepts them from a server) or a non-JSON object.
         raise RenderError(

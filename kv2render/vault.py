@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import ssl
 import threading
 import time
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _MAX_RETRY_AFTER = 300.0  # a server's Retry-After is honoured up to this many seconds
 _MAX_ERROR_TEXT = 300  # server `errors` strings are metadata, but bounded
+_MULTIERROR_HEADER = re.compile(r"\d+ errors? occurred:\s*")  # go-multierror's first line
 # KV2-INV-354: with a deadline, a retry wait ends at least this long before it, so that the
 # last attempt can still be made (a refused connect takes a millisecond; a silent host gets
 # this second as its connect timeout).
@@ -128,14 +130,31 @@ def _short(exc: BaseException, credentials: Iterable[str] = ()) -> str:
     return scrub_http(str(inner) or type(inner).__name__, credentials)
 
 
+def _one_line(error: str) -> str:
+    r"""One server ``errors`` string on one line. The real server wraps ACL denials in
+    go-multierror's ``"1 error occurred:\n\t* permission denied\n\n"`` (openbao-real.md):
+    keep the items, and turn every other line break or control character into a space,
+    so that no answer can split a log line or forge one (KV2-AC-318)."""
+    header = _MULTIERROR_HEADER.match(error)
+    if header is not None:
+        items = (line.strip().removeprefix("* ") for line in error[header.end() :].splitlines())
+        error = "; ".join(item for item in items if item)
+    return " ".join("".join(" " if _is_control(ch) else ch for ch in error).split())
+
+
+def _is_control(ch: str) -> bool:
+    # C0/C1 controls and the Unicode line/paragraph separators str.splitlines() honours.
+    return ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029"
+
+
 def _errors_text(body: Any) -> str:
-    """The server's ``errors`` strings (metadata), joined and truncated."""
+    """The server's ``errors`` strings (metadata), each on one line, joined and truncated."""
     if not isinstance(body, Mapping):
         return ""
     errors = body.get("errors")
     if not isinstance(errors, list):
         return ""
-    text = "; ".join(str(e) for e in errors if str(e))
+    text = "; ".join(line for line in (_one_line(str(e)) for e in errors) if line)
     return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
 
 
@@ -473,6 +492,16 @@ class HvacSecretStore:
                 f"permission denied (403){detail}", where=where, hint=_policy_hint(location)
             )
         if status == 404:
+            if "namespace not found" in errors.lower():
+                # OpenBao's answer to an X-Vault-Namespace that does not exist, on any path
+                # (kv2-wire.md §2.3); neither a mount_path nor the secret's path is at fault.
+                cls: type[Kv2RenderError] = AuthError if login else SecretNotFoundError
+                return cls(
+                    "namespace not found (404)",
+                    where=where,
+                    hint="check vault.namespace (--namespace, BAO_NAMESPACE, VAULT_NAMESPACE)"
+                    + (" and auto_auth.method.namespace" if login else ""),
+                )
             if login:
                 return AuthError(
                     f"nothing answers at this path (404){detail}",

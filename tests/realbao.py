@@ -127,7 +127,11 @@ class BaoServer:
             args.append(f"-config={cfg}")
         server.extra_args = tuple(args)
         server._spawn()
-        server.wait_ready()
+        try:
+            server.wait_ready()
+        except BaseException:
+            server.close()  # never leave a half-started server behind
+            raise
         return server
 
     @classmethod
@@ -151,14 +155,20 @@ class BaoServer:
         server = cls(workdir=workdir, port=port, config_file=cfg, dev=False, root_token="")
         server.extra_args = (f"-config={cfg}",)
         server._spawn()
-        server.wait_listening()
-        init = server.api("PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1}, token="")
-        server.root_token = init["root_token"]
-        server.unseal_key = init["keys_b64"][0] if init.get("keys_b64") else init["keys"][0]
-        server.unseal()
-        server.wait_ready()
-        server.api("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}})
-        server.wait_kv_ready()
+        try:
+            server.wait_listening()
+            init = server.api(
+                "PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1}, token=""
+            )
+            server.root_token = init["root_token"]
+            server.unseal_key = init["keys_b64"][0] if init.get("keys_b64") else init["keys"][0]
+            server.unseal()
+            server.wait_ready()
+            server.api("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}})
+            server.wait_kv_ready()
+        except BaseException:
+            server.close()
+            raise
         return server
 
     def _spawn(self) -> None:

@@ -38,6 +38,16 @@ ISSUE_KEYS = {
     "daemon_rss_mb",
     "change_latency_p50_s",
     "change_latency_p99_s",
+    # issue 18: side by side with the real OpenBao Agent
+    "vs_agent_once_ratio_yaml",
+    "vs_agent_once_ratio_hcl",
+    "vs_agent_once100_ratio",
+    "vs_agent_first_render_ratio",
+    "vs_agent_poll_cpu_ratio",
+    "vs_agent_rss_ratio",
+    "vs_agent_requests_ratio",
+    "vs_agent_change_latency_p50_ratio",
+    "poll_interval_drift",
 }
 
 

@@ -366,6 +366,31 @@ template {
     assert (spec.left_delimiter, spec.right_delimiter) == ("[[", "]]")
 
 
+@pytest.mark.parametrize("form", ["config {", "config = {"])
+def test_labelled_method_config_as_block_or_attribute(workdir: Path, form: str) -> None:
+    """KV2-AC-263: ``method "token_file" { config { ... } }`` (a block, as Vault Agent's docs
+    write it) loads like ``config = { ... }`` (an attribute)."""
+    token = workdir / "token"
+    text = hcl(
+        f"""
+auto_auth {{
+  method "token_file" {{
+    {form}
+      token_file_path = "{token}"
+    }}
+  }}
+}}
+template {{
+  contents    = "x"
+  destination = "/run/app/out"
+}}
+"""
+    )
+    config = load_agent(workdir, "agent.hcl", text)
+    assert config.auth.type == "token_file"
+    assert str(token) in repr(config.auth)
+
+
 # --------------------------------------------------------------------------------------------
 # convert-config
 

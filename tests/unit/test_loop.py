@@ -427,6 +427,49 @@ def test_poll_interval_has_ten_percent_jitter_and_per_template_override() -> Non
     assert len({round(t, 6) for t in waits}) > 5  # jittered, not a fixed period
 
 
+class SlowStore(FakeSecretStore):
+    """Every read costs ``cost`` seconds of (fake) time: a slow server or a big pass."""
+
+    cost = 0.3 * INTERVAL
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.read_times: list[float] = []
+
+    def read(self, location: SecretLocation) -> SecretVersion:
+        self.read_times.append(self.clock())
+        self.clock.advance(self.cost)
+        return super().read(location)
+
+
+def test_poll_cadence_does_not_drift_with_the_cost_of_a_pass() -> None:
+    """KV2-INV-172: each poll is planned from the start of the previous pass, so a pass that
+    takes 30 % of the interval does not stretch the effective interval to 1.3x."""
+    store = SlowStore(FakeClock())
+    h = Harness(make_config(spec(0, "vault+kv2:///secret/a#pw")), store=store)
+    store.put("secret/a", pw="a")
+    h.run(*[Tick()] * 60)
+    starts = store.read_times
+    assert len(starts) >= 40
+    gaps = [b - a for a, b in zip(starts[1:], starts[2:], strict=False)]
+    mean = sum(gaps) / len(gaps)
+    assert 0.98 * INTERVAL <= mean <= 1.02 * INTERVAL, mean / INTERVAL
+    assert all(0.9 * INTERVAL - 1e-6 <= g <= 1.1 * INTERVAL + 1e-6 for g in gaps)
+
+
+def test_a_pass_longer_than_the_interval_polls_again_at_once_without_a_burst() -> None:
+    """KV2-INV-172: when a pass overruns the interval the next poll starts right after it;
+    polls never pile up to catch up."""
+    store = SlowStore(FakeClock())
+    store.cost = 1.5 * INTERVAL
+    h = Harness(make_config(spec(0, "vault+kv2:///secret/a#pw")), store=store)
+    store.put("secret/a", pw="a")
+    h.run(*[Tick()] * 10)
+    gaps = [b - a for a, b in zip(store.read_times, store.read_times[1:], strict=False)]
+    assert gaps and all(g >= store.cost - 1e-6 for g in gaps)
+    assert all(g <= store.cost + 1e-6 for g in gaps[1:])
+
+
 def test_idle_daemon_never_busy_loops() -> None:
     """KV2-NFR-232: with nothing due, every wait lasts until the next poll (no spinning)."""
     h = two_templates()
