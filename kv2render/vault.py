@@ -574,7 +574,10 @@ class HvacSecretStore:
                     # KV2-INV-354: the last wait is cut so that one more attempt still starts
                     # _LAST_ATTEMPT before the deadline; with less than that left, stop.
                     room = left - _LAST_ATTEMPT
-                    out_of_time = room <= 0
+                    # A Retry-After past the deadline: the server said no attempt can succeed
+                    # in time, so none is made (a wait would only delay the same exit).
+                    late = exc.retry_after is not None and exc.retry_after > room
+                    out_of_time = room <= 0 or late
                     delay = min(delay, max(room, 0.0))
                 if attempt >= self._max_retries or out_of_time:
                     raise self._gave_up(exc, attempt, out_of_time) from exc

@@ -337,3 +337,19 @@ def test_a_silent_server_cannot_outlast_the_deadline(workdir: Path, silent_serve
     assert result.code == 4, result.err[-2000:]
     assert elapsed < 4.0, elapsed
     assert "--timeout 2s ran out" in result.err
+
+
+def test_a_retry_after_past_the_deadline_ends_the_run_at_once(dev_server: DevServer) -> None:
+    """KV2-INV-354 KV2-FC-354: a 429 whose Retry-After (120 s) lies past the deadline (5 s) is
+    not waited on: one attempt, then the deadline error."""
+    dev_server.faults.status = 429
+    dev_server.faults.retry_after = 120
+    settings = VaultSettings(address=dev_server.url)
+    auth = build_authenticator(AuthSettings(type="token_env", env_token="hvs.ok"), settings)
+    started = time.monotonic()
+    with HvacSecretStore(settings, auth) as store, pytest.raises(TransientError) as err:
+        store.set_deadline(5.0, "--timeout 5s")
+        store.login()
+    assert time.monotonic() - started < 2
+    assert "--timeout 5s ran out after 1 attempt" in str(err.value)
+    assert dev_server.request_count() == 1
