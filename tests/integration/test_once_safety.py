@@ -108,6 +108,40 @@ def test_a_refused_header_is_an_auth_error_not_retried(dev_server: DevServer) ->
     assert dev_server.request_count() == 0
 
 
+@pytest.mark.parametrize(
+    ("text", "header", "words"),
+    [
+        ("hvs.SENTINEL\nX-Evil: 1", True, "a line break"),
+        ("hvs.SENTINEL\r", True, "a line break"),
+        ("hvs.SENTINEL\0", True, "a NUL character"),
+        ("hvs.SENTINEL\x1b[0m", True, "a control character"),
+        ("hvs.SENTINEL\x85", True, "a control character"),
+        ("hvs.SENTINEL other", True, "a space or tab"),
+        ("Bearer hvs.SENTINEL", True, "kv2render adds 'Bearer '"),
+        ("hvs.SENTINEL\tx", True, "a space or tab"),
+        ("hvs.SENTINEL\u00e9", True, "outside printable ASCII"),
+        ("hvs.SENTINEL\udcff", True, "outside printable ASCII"),  # undecodable env bytes
+        ("\ufeffSENTINEL", False, "a byte-order mark"),
+        ("SENTINEL\tx", False, "a control character"),
+        ("SENTINEL\udcff", False, "not UTF-8"),
+    ],
+)
+def test_credential_check_names_the_problem_never_the_value(
+    text: str, header: bool, words: str
+) -> None:
+    """KV2-AC-350 KV2-AC-351 KV2-INV-351 KV2-FC-350: each kind of bad character gets its own
+    words, exit 3, and the message holds no part of the value."""
+    from kv2render.auth import check_credential
+
+    with pytest.raises(AuthError) as err:
+        check_credential(text, source="token file /x", where="here", header=header)
+    assert words in str(err.value) and "token file /x" in str(err.value)
+    assert "SENTINEL" not in str(err.value) and err.value.exit_code == 3
+    # What a header or a body may carry is accepted as it is.
+    assert check_credential("hvs.AbC-_.~+/=", source="s", where="w", header=True)
+    assert check_credential("r\u00f4le-\u00e9t\u00e9 id", source="s", where="w", header=False)
+
+
 # -------------------------------------------------------------------------- AppRole secret_id
 
 
