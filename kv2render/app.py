@@ -116,8 +116,11 @@ def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
         pid_file = PidFile(cfg.pid_file)
         pid_file.write()
     own = store is None
-    active = open_store(cfg, once=True) if store is None else store
+    active: Any = None
     try:
+        # Inside the try: a malformed VAULT_TOKEN is refused here (KV2-INV-351), and the
+        # pid file must still go.
+        active = open_store(cfg, once=True) if store is None else store
         set_deadline = getattr(active, "set_deadline", None)
         if callable(set_deadline):
             # KV2-INV-354: waiting for the server (logins, reads, retries) is bounded.
@@ -131,7 +134,7 @@ def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
             # KV2-INV-352: --once keeps the AppRole secret_id file until the run succeeded.
             authenticator.release_credentials()
     finally:
-        if own:
+        if own and active is not None:
             active.close()
         if pid_file is not None:
             pid_file.remove()

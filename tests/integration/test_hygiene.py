@@ -530,6 +530,7 @@ def _malformed(c: Ctx, method: dict[str, Any], env: dict[str, str] | None, *word
     dest = c.out("pw")
     tree: dict[str, Any] = {
         "vault": c.vault(num_retries=12),
+        "pid_file": str(c.wd / "kv2render.pid"),
         "template": [{"ref": PW, "destination": str(dest)}],
     }
     if method:
@@ -538,6 +539,7 @@ def _malformed(c: Ctx, method: dict[str, Any], env: dict[str, str] | None, *word
     def after(c: Ctx) -> None:
         assert c.srv.request_count() == 0, "a malformed credential reached the server"
         _assert_bytes(dest, "old-good-content")
+        assert not (c.wd / "kv2render.pid").exists(), "the pid file outlived the run"
 
     return Plan(tree, 3, words, env or {}, after=after, max_seconds=8.0)
 
