@@ -30,11 +30,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def open_store(cfg: Config) -> Any:
+def open_store(cfg: Config, *, once: bool = False) -> Any:
     """The real store for ``cfg`` (hvac is imported here, lazily, and only through vault.py)."""
     from kv2render.vault import open_store as _open
 
-    return _open(cfg)
+    return _open(cfg, once=once)
 
 
 def transport_warnings(cfg: Config) -> list[str]:
@@ -129,14 +129,25 @@ def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
         pid_file = PidFile(cfg.pid_file)
         pid_file.write()
     own = store is None
-    active = open_store(cfg) if store is None else store
+    active: Any = None
     try:
+        # Inside the try: a malformed VAULT_TOKEN is refused here (KV2-INV-351), and the
+        # pid file must still go.
+        active = open_store(cfg, once=True) if store is None else store
+        set_deadline = getattr(active, "set_deadline", None)
+        if callable(set_deadline):
+            # KV2-INV-354: waiting for the server (logins, reads, retries) is bounded.
+            set_deadline(cfg.once_timeout, f"--timeout {cfg.once_timeout:g}s")
         login = getattr(active, "login", None)
         if callable(login):
             login()
         report = runner.run_pass(prepared, active, concurrency=cfg.template_config.concurrency)
+        authenticator = getattr(active, "authenticator", None)
+        if report.exit_code == 0 and authenticator is not None:
+            # KV2-INV-352: --once keeps the AppRole secret_id file until the run succeeded.
+            authenticator.release_credentials()
     finally:
-        if own:
+        if own and active is not None:
             active.close()
         if pid_file is not None:
             pid_file.remove()

@@ -87,12 +87,64 @@ class Authenticator(Protocol):
         """Files whose change should trigger a new login (the daemon watches them)."""
         ...
 
+    def release_credentials(self) -> None:
+        """The run is done and succeeded: remove what should not outlive it (--once: the
+        AppRole secret_id file, KV2-INV-352)."""
+        ...
+
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _read_credential(path: Path, what: str, where: str) -> str:
-    """The stripped text of a credential file, or AuthError naming the file (never its text)."""
+def _bad_character(text: str, *, header: bool) -> str | None:
+    """What makes ``text`` unfit as a credential, in words that never quote it, or None.
+
+    KV2-INV-351. A credential sent in a header (a token, a bearer token) must be visible
+    ASCII (RFC 9110 VCHAR, 0x21-0x7E): a header also allows inner spaces and Latin-1 bytes,
+    but no token format of the KV2 protocol servers (Vault and OpenBao tokens, OAuth
+    bearer tokens, JWTs) uses them, so one is a paste error ("Bearer " written into the
+    file, two tokens, a Windows editor). A credential sent in a JSON body (role_id,
+    secret_id, JWT) may be any Unicode text without control characters.
+    """
+    if "\n" in text or "\r" in text:
+        return "a line break (the value spans more than one line)"
+    if "\0" in text:
+        return "a NUL character"
+    if any((ord(c) < 0x20 and c != "\t") or 0x7F <= ord(c) < 0xA0 for c in text):
+        return "a control character"
+    if text.startswith("\ufeff"):
+        return "a byte-order mark (U+FEFF; save the file without a BOM)"
+    if header:
+        if " " in text or "\t" in text:
+            return "a space or tab (kv2render adds 'Bearer ' itself; one token per file)"
+        if not text.isascii():
+            return "a character outside printable ASCII"
+    elif "\t" in text:
+        return "a control character"
+    elif any(0xD800 <= ord(c) < 0xE000 for c in text):
+        return "bytes that are not UTF-8 text"
+    return None
+
+
+def check_credential(text: str, *, source: str, where: str, header: bool) -> str:
+    """``text`` when it can be sent as a credential; else AuthError (exit 3) naming
+    ``source`` (a file path, "VAULT_TOKEN from the environment") and what is wrong, never
+    the value. Checked before any request, so a bad credential is never sent nor retried
+    (KV2-INV-351, KV2-FC-350)."""
+    problem = _bad_character(text, header=header)
+    if problem is not None:
+        fit = "one line of printable ASCII" if header else "one line of text"
+        raise AuthError(
+            f"{source} holds {problem}",
+            where=where,
+            hint=f"a credential must be {fit}; write it again",
+        )
+    return text
+
+
+def _read_credential(path: Path, what: str, where: str, *, header: bool = False) -> str:
+    """The stripped text of a credential file, or AuthError naming the file (never its text).
+    ``header``: the value is sent in an HTTP header (a token), not in a JSON body."""
     try:
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError as exc:
@@ -106,7 +158,7 @@ def _read_credential(path: Path, what: str, where: str) -> str:
         ) from exc
     if not text:
         raise AuthError(f"{what} file {path} is empty", where=where)
-    return text
+    return check_credential(text, source=f"{what} file {path}", where=where, header=header)
 
 
 def _ttl(value: Any) -> float | None:
@@ -185,6 +237,9 @@ class _Method:
     def credential_files(self) -> tuple[Path, ...]:
         return ()
 
+    def release_credentials(self) -> None:
+        return None
+
     def __repr__(self) -> str:  # metadata only, whatever a subclass caches
         return f"<{type(self).__name__} {self.label}>"
 
@@ -202,8 +257,15 @@ class TokenEnv(_Method):
 
     def __init__(self, token: str | None, variable: str | None = None) -> None:
         self._token = token or ""
+        name = variable or "VAULT_TOKEN"
         # Logs name the variable, not the internal method name (KV2-INV-399).
-        self.label = f"{variable or 'VAULT_TOKEN'} from the environment"
+        self.label = f"{name} from the environment"
+        if self._token:
+            # KV2-INV-351: refused when the store is built, before any request. The
+            # environment cannot change under a running process, so this is final.
+            check_credential(
+                self._token, source=f"{name} from the environment", where="auth", header=True
+            )
 
     def login(self, transport: LoginTransport) -> LoginResult:
         where = "auth"
@@ -230,7 +292,7 @@ class TokenFile(_Method):
 
     def login(self, transport: LoginTransport) -> LoginResult:
         where = "auto_auth.method.config.token_file_path"
-        token = _read_credential(self._path, "token", where)
+        token = _read_credential(self._path, "token", where, header=True)
         reply = _checked(lambda: transport.get(_LOOKUP_SELF, token=token), self)
         return _lookup_result(token, reply, where)
 
@@ -257,14 +319,18 @@ def _checked(call: Any, method: _Method) -> Mapping[str, Any]:
 class AppRole(_Method):
     """AppRole: role_id and secret_id from files (Vault Agent's key names).
 
-    With ``remove_secret_id_file_after_reading`` (default true, as in Vault Agent)
-    the secret_id file is removed once read; the value is kept in memory so that
-    a later re-login works, and a new file dropped there later is preferred.
+    With ``remove_secret_id_file_after_reading`` (default true, as in Vault Agent) the
+    secret_id file is removed once a login with it succeeded, not when it is read as Vault
+    Agent does (KV2-INV-352): a login that fails (an unreachable server, a refusal) leaves
+    the file for the next try. With ``defer_removal`` (--once) the file is kept until
+    :meth:`release_credentials`, called when the whole run succeeded, so that a run that
+    logged in and then failed to write can simply be run again. The value is kept in memory
+    for later re-logins; a new file dropped there later is preferred.
     """
 
     method = "approle"
 
-    def __init__(self, settings: AuthSettings) -> None:
+    def __init__(self, settings: AuthSettings, *, defer_removal: bool = False) -> None:
         cfg = settings.config
         self._mount = _mount(settings)
         self._namespace = settings.namespace
@@ -272,48 +338,106 @@ class AppRole(_Method):
         secret_path = cfg.get("secret_id_file_path")
         self._secret_id_file = Path(secret_path) if secret_path else None
         self._remove = _config_bool(cfg, "remove_secret_id_file_after_reading", True)
+        self._defer_removal = defer_removal
         self._cached_secret_id = ""
+        self._used: tuple[int, int, int] | None = None  # the file a login succeeded with
+        self._removal_warned = False
         self.label = f"approle at {self._mount}"
         files = f"{self._role_id_file}" + (
             f" and the secret_id in {self._secret_id_file}" if self._secret_id_file else ""
         )
         self.identity = f"the role_id in {files}"
 
-    def _secret_id(self) -> str:
+    def _secret_id(self) -> tuple[str, tuple[int, int, int] | None]:
+        """(secret_id, the stamp of the file it came from; None for the cached value)."""
         where = "auto_auth.method.config.secret_id_file_path"
         assert self._secret_id_file is not None
-        if self._cached_secret_id and not self._secret_id_file.exists():
-            return self._cached_secret_id
-        secret_id = _read_credential(self._secret_id_file, "secret_id", where)
-        self._cached_secret_id = secret_id
-        if self._remove:
-            try:
-                self._secret_id_file.unlink()
-            except OSError as exc:
-                # Not fatal: the login can still proceed; say why the file is still there.
-                log.warning(
-                    "approle: could not remove secret_id file %s after reading (%s)",
-                    self._secret_id_file,
-                    exc.strerror or type(exc).__name__,
-                )
-        return secret_id
+        path = self._secret_id_file
+        stamp = _stamp(path)
+        if self._cached_secret_id and stamp is None:
+            return self._cached_secret_id, None
+        try:
+            secret_id = _read_credential(path, "secret_id", where)
+        except AuthError as exc:
+            if self._remove and not path.exists():
+                # KV2-FC-351: the usual reason is our own removal after an earlier login.
+                raise AuthError(
+                    exc.message,
+                    where=where,
+                    hint="remove_secret_id_file_after_reading (default true) removes it after "
+                    "a successful login, so an earlier run may have removed it; provide a new "
+                    "secret_id (or set remove_secret_id_file_after_reading: false for a "
+                    "secret_id meant to be reused)",
+                ) from exc
+            raise
+        return secret_id, stamp
 
     def login(self, transport: LoginTransport) -> LoginResult:
         role_id = _read_credential(
             self._role_id_file, "role_id", "auto_auth.method.config.role_id_file_path"
         )
         body = {"role_id": role_id}
+        stamp = None
         if self._secret_id_file is not None:
-            body["secret_id"] = self._secret_id()
+            body["secret_id"], stamp = self._secret_id()
         path = f"{self._mount}/login"
         reply = _checked(lambda: transport.post(path, body, namespace=self._namespace), self)
-        return _login_result(reply, path)
+        result = _login_result(reply, path)
+        if self._secret_id_file is not None:
+            self._cached_secret_id = body["secret_id"]
+            if stamp is not None:
+                self._used = stamp
+                if self._remove and not self._defer_removal:
+                    self._remove_used_file()
+        return result
+
+    def release_credentials(self) -> None:
+        if self._remove and self._defer_removal:
+            self._remove_used_file()
+
+    def _remove_used_file(self) -> None:
+        """Remove the secret_id file a login succeeded with, unless it was replaced since
+        (a new secret_id dropped there is kept for the next login)."""
+        path = self._secret_id_file
+        if path is None or self._used is None:
+            return
+        used, self._used = self._used, None
+        if _stamp(path) != used:
+            log.debug("approle: secret_id file %s changed since the login; kept", path)
+            return
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            # KV2-INV-353: a read-only or protected folder (ProtectSystem=strict, EROFS,
+            # EACCES, EPERM) refuses every time: say it once per process, not per login.
+            level = logging.DEBUG if self._removal_warned else logging.WARNING
+            self._removal_warned = True
+            log.log(
+                level,
+                "approle: could not remove secret_id file %s after the login (%s); it stays "
+                "until removed by hand (or set remove_secret_id_file_after_reading: false)",
+                path,
+                exc.strerror or type(exc).__name__,
+            )
+            return
+        log.info("approle: removed secret_id file %s after the login", path)
 
     def credential_files(self) -> tuple[Path, ...]:
         files = [self._role_id_file]
         if self._secret_id_file is not None:
             files.append(self._secret_id_file)
         return tuple(files)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """Which file ``path`` is now (inode, size, mtime), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class JwtLogin(_Method):
@@ -403,7 +527,7 @@ class BearerTokenFile(_Method):
             st = None
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
         if stamp is None or stamp != self._stamp or not self._token:
-            self._token = _read_credential(self._path, "bearer token", where)
+            self._token = _read_credential(self._path, "bearer token", where, header=True)
             self._stamp = stamp
             log.debug("bearer token (re)read from %s", self._path)
         return {"Authorization": f"Bearer {self._token}"}
@@ -438,15 +562,18 @@ class Mtls(_Method):
         return self._files
 
 
-def build_authenticator(auth: AuthSettings, vault: VaultSettings) -> Authenticator:
-    """The Authenticator for ``auth``; ConfigError naming the key when a required one is missing."""
+def build_authenticator(
+    auth: AuthSettings, vault: VaultSettings, *, once: bool = False
+) -> Authenticator:
+    """The Authenticator for ``auth``; ConfigError naming the key when a required one is missing.
+    ``once``: a --once run, which keeps the AppRole secret_id file until the run succeeded."""
     cfg = auth.config
     if auth.type == "token_env":
         return TokenEnv(auth.env_token, auth.env_token_var)
     if auth.type == "token_file":
         return TokenFile(_config_path(cfg, "token_file_path"))
     if auth.type == "approle":
-        return AppRole(auth)
+        return AppRole(auth, defer_removal=once)
     if auth.type == "kubernetes":
         return JwtLogin(auth, method="kubernetes", path_key="token_path")
     if auth.type == "jwt":

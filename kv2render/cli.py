@@ -174,6 +174,12 @@ def _run_parser() -> _Parser:
         help="render every template once and exit (deploy scripts, init containers)",
     )
     parser.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        help="--once: give up waiting for the server after this long, exit 4 (overrides "
+        "once_timeout; default 60s; 0: no deadline)",
+    )
+    parser.add_argument(
         "--address", metavar="URL", help="server address (overrides VAULT_ADDR and the file)"
     )
     parser.add_argument(
@@ -200,6 +206,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["vault.address"] = args.address
     if getattr(args, "namespace", None):
         out["vault.namespace"] = args.namespace
+    if getattr(args, "timeout", None) is not None:
+        out["once_timeout"] = args.timeout
     return out
 
 

@@ -147,6 +147,9 @@ class Config:
     status_file: Path | None = None
     pid_file: Path | None = None
     exit_after_auth: bool = False
+    # KV2-INV-354: --once's overall deadline for the server (logins, reads, retry waits);
+    # 0 means none (only vault.retry.num_retries bounds the retries). Not used by the daemon.
+    once_timeout: float = 60.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,6 +289,7 @@ def describe(config: Config) -> dict[str, Any]:
         "status_file": _opt_str(config.status_file),
         "pid_file": _opt_str(config.pid_file),
         "exit_after_auth": config.exit_after_auth,
+        "once_timeout": config.once_timeout,
     }
 
 

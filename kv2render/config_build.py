@@ -52,6 +52,7 @@ _TOP_KEYS = (
     "status_file",
     "pid_file",
     "exit_after_auth",
+    "once_timeout",
 )
 _VAULT_KEYS = (
     "address",
@@ -187,6 +188,7 @@ def build_checked(
     status_file = attempt(lambda: top.opt("status_file", as_path, base))
     pid_file = attempt(lambda: top.opt("pid_file", as_path, base))
     exit_after_auth = attempt(lambda: bool(top.opt("exit_after_auth", as_bool)))
+    once_timeout = attempt(lambda: _once_timeout(top))
     if problems or vault is None or auth is None or template_config is None:
         return Checked(None, tuple(flatten(problems)), templates)
     config = Config(
@@ -198,6 +200,7 @@ def build_checked(
         status_file=status_file,
         pid_file=pid_file,
         exit_after_auth=bool(exit_after_auth),
+        once_timeout=Config.once_timeout if once_timeout is None else once_timeout,
     )
     return Checked(config, (), templates)
 
@@ -209,6 +212,12 @@ def _top_section(tree: Mapping[str, Any], problems: list[ConfigError]) -> Sectio
     except ConfigError as exc:
         problems.append(exc)
         return Section({k: v for k, v in tree.items() if k in _TOP_KEYS}, "", _TOP_KEYS)
+
+
+def _once_timeout(top: Section) -> float:
+    # KV2-INV-354: 60 s by default; 0 turns the deadline off (retries bounded by count only).
+    value = top.opt("once_timeout", parse_duration, allow_zero=True)
+    return Config.once_timeout if value is None else float(value)
 
 
 def _vault_settings(sec: Section, base: Path) -> VaultSettings:

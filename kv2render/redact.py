@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kv2render.vault import SecretVersion
 
-__all__ = ["REDACTED", "redact", "redactor", "scrub_engine_text", "scrub_quoted"]
+__all__ = ["REDACTED", "redact", "redactor", "scrub_engine_text", "scrub_http", "scrub_quoted"]
 
 REDACTED = "[redacted]"
 _MIN_REDACT = 4  # shorter values are redacted only where they appear quoted
@@ -144,3 +144,39 @@ def scrub_engine_text(message: str, constants: Collection[str]) -> str:
         last = match.end()
     parts.append(_NUMBER.sub(keep_number, message[last:]))
     return "".join(parts)
+
+
+# -- text from the HTTP stack (KV2-INV-350) ---------------------------------------------------
+
+# requests' InvalidHeader and http.client's ValueError quote the header value they refuse
+# ("... in header value: 'hvs.X\nX-Evil: 1'", "Invalid header value b'...'"): whatever is
+# quoted after the word "header" is a header value, and header values carry credentials.
+_HEADER_QUOTE = re.compile(
+    r"""(?P<lead>header[^'"\n]{0,60}?)b?(?P<q>['"])(?:\\.|(?!(?P=q))[^\\])*(?P=q)""",
+    re.IGNORECASE,
+)
+# A credential header spelled out with its value ("X-Vault-Token: abc", "Bearer abc").
+_CREDENTIAL_HEADER = re.compile(
+    r"""(?P<lead>(?i:x-vault-token|authorization)['"]?\s*[:=,]\s*['"]?(?:(?i:bearer)\s+)?"""
+    r"""|Bearer\s+(?=[\w.~+/=-]{8}))[^\s'",)}]+"""
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def scrub_http(text: str, credentials: Iterable[str] = (), *, limit: int | None = 200) -> str:
+    """Exception text from requests, urllib3 or http.client, made fit for one log line or a
+    status file (KV2-INV-350): every credential kv2render holds is replaced by
+    ``[redacted]`` (also in its repr spelling), a quoted header value and the value of an
+    ``X-Vault-Token``/``Authorization`` header become ``'…'``/``[redacted]``, line breaks
+    and other control characters are escaped (one event stays one line), and the text is cut
+    to ``limit`` characters. Server ``errors`` strings pass through it too."""
+    for secret in sorted({c for c in credentials if c}, key=len, reverse=True):
+        for spelling in {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]}:
+            if len(spelling) >= _MIN_REDACT:
+                text = text.replace(spelling, REDACTED)
+    text = _HEADER_QUOTE.sub(lambda m: f"{m.group('lead')}{m.group('q')}…{m.group('q')}", text)
+    text = _CREDENTIAL_HEADER.sub(lambda m: f"{m.group('lead')}{REDACTED}", text)
+    text = _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "..."
+    return text

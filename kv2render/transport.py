@@ -44,7 +44,9 @@ MAX_JSON_DEPTH = 64
 
 
 def _reason(exc: BaseException) -> str:
-    return (str(exc) or type(exc).__name__)[:200]
+    from kv2render.redact import scrub_http
+
+    return scrub_http(str(exc) or type(exc).__name__)
 
 
 # -- TLS -----------------------------------------------------------------------------------
@@ -131,9 +133,11 @@ def ssl_context(settings: VaultSettings) -> ssl.SSLContext:
 
 @dataclass(eq=False)
 class Exchange:
-    """One HTTP exchange's deadline; ``fired`` tells the caller the watchdog cut it off."""
+    """One HTTP exchange's deadline; ``fired`` tells the caller the watchdog cut it off.
+    ``timeout`` is the exchange's own budget in seconds (for messages)."""
 
     deadline: float
+    timeout: float = 0.0
     fired: bool = False
     _conn: Any = field(default=None, repr=False)
 
@@ -190,11 +194,25 @@ _WATCHDOG = _Watchdog()
 _CURRENT = threading.local()
 
 
-def begin(timeout: float) -> Exchange:
-    """Start the deadline of the calling thread's next exchange."""
-    exchange = Exchange(time.monotonic() + timeout)
+def begin(timeout: float, deadline: float | None = None) -> Exchange:
+    """Start the deadline of the calling thread's next exchange: ``timeout`` seconds from
+    now, or the overall ``deadline`` (a ``time.monotonic()`` reading, --once's
+    ``once_timeout``, KV2-INV-354) when that comes first."""
+    now = time.monotonic()
+    end_at = now + timeout if deadline is None else min(now + timeout, deadline)
+    exchange = Exchange(end_at, max(0.0, end_at - now))
     _CURRENT.exchange = exchange
     return exchange
+
+
+def remaining(default: float) -> float:
+    """Seconds left for the calling thread's exchange (``default`` outside one): the connect
+    and read timeouts handed to urllib3, so that a connect to a silent host cannot outlive the
+    deadline either (the watchdog can only cut a socket once it exists)."""
+    exchange: Exchange | None = getattr(_CURRENT, "exchange", None)
+    if exchange is None:
+        return default
+    return max(0.001, min(default, exchange.deadline - time.monotonic()))
 
 
 def end(exchange: Exchange) -> None:
@@ -297,6 +315,12 @@ def adapter_class() -> type[Any]:
                     kwargs["assert_hostname"] = self._server_name
             super().init_poolmanager(*args, **kwargs)
             self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            timeout = kwargs.get("timeout")
+            if isinstance(timeout, int | float):
+                kwargs["timeout"] = remaining(float(timeout))
+            return super().send(request, *args, **kwargs)
 
         def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
             # The SSLContext already holds the trust store and the client certificate;

@@ -47,6 +47,7 @@ from kv2render.errors import (
     SecretReadError,
     TransientError,
 )
+from kv2render.redact import scrub_http
 from kv2render.refs import SecretLocation
 
 if TYPE_CHECKING:
@@ -64,6 +65,10 @@ _T = TypeVar("_T")
 _MAX_RETRY_AFTER = 300.0  # a server's Retry-After is honoured up to this many seconds
 _MAX_ERROR_TEXT = 300  # server `errors` strings are metadata, but bounded
 _MULTIERROR_HEADER = re.compile(r"\d+ errors? occurred:\s*")  # go-multierror's first line
+# KV2-INV-354: with a deadline, a retry wait ends at least this long before it, so that the
+# last attempt can still be made (a refused connect takes a millisecond; a silent host gets
+# this second as its connect timeout).
+_LAST_ATTEMPT = 1.0
 
 
 @dataclass(frozen=True)
@@ -118,11 +123,12 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def _short(exc: BaseException) -> str:
-    """A one-line reason for a low-level error: the innermost cause, no bodies, bounded."""
+def _short(exc: BaseException, credentials: Iterable[str] = ()) -> str:
+    """A one-line reason for a low-level error: the innermost cause, no bodies, bounded, and
+    scrubbed of credentials and header values (KV2-INV-350: requests quotes a header value it
+    refuses)."""
     inner = _chain(exc)[-1]
-    text = str(inner) or type(inner).__name__
-    return text[:200]
+    return scrub_http(str(inner) or type(inner).__name__, credentials)
 
 
 def _one_line(error: str) -> str:
@@ -193,14 +199,6 @@ def _retry_after(resp: requests.Response) -> float | None:
     return max(0.0, min(seconds, _MAX_RETRY_AFTER))
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    """Defence in depth: a server that echoes a submitted credential back in `errors`."""
-    for secret in secrets:
-        if len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    return text
-
-
 def _policy_hint(location: SecretLocation) -> str:
     return f'grant "read" on "{location.mount}/data/{location.path}"'
 
@@ -244,6 +242,9 @@ class HvacSecretStore:
         self._token_info: TokenInfo | None = None
         self._logged_in = False
         self._closed = False
+        # --once's overall deadline (KV2-INV-354): a self._clock reading, or None (daemon).
+        self._deadline: float | None = None
+        self._deadline_label = ""
 
         import requests
         from hvac.api.auth_methods.token import Token
@@ -304,30 +305,59 @@ class HvacSecretStore:
         )
 
     def _send(
-        self, where: str, call: Callable[[], requests.Response], *, login: bool
+        self,
+        where: str,
+        call: Callable[[], requests.Response],
+        *,
+        login: bool,
+        secrets: Iterable[str] = (),
     ) -> requests.Response:
-        """Run one HTTP exchange, mapping network failures to kv2render errors."""
-        exchange = transport.begin(self._settings.timeout)
+        """Run one HTTP exchange, mapping network failures to kv2render errors. ``secrets``
+        are the credentials this exchange carries: scrubbed from any error text."""
+        deadline = None
+        if self._deadline is not None:
+            # The deadline is kept on self._clock; the watchdog runs on time.monotonic.
+            deadline = time.monotonic() + (self._deadline - self._clock())
+        exchange = transport.begin(self._settings.timeout, deadline=deadline)
         try:
-            return self._exchange(where, call, login=login)
+            return self._exchange(
+                where, call, login=login, secrets=secrets, budget=exchange.timeout
+            )
         except Kv2RenderError as exc:
             if exchange.fired and not isinstance(exc, BadResponseError | AuthError):
                 # The watchdog cut a server off that kept answering too slowly to finish:
                 # requests' timeout is per read, ours is for the whole exchange (KV2-INV-283).
                 raise TransientError(
                     f"no complete answer from {self._settings.address} within "
-                    f"{self._settings.timeout:g}s",
+                    f"{exchange.timeout:.3g}s",
                     where=where,
                 ) from exc
             raise
         finally:
             transport.end(exchange)
 
+    def _credentials(self) -> list[str]:
+        """What this store sends as credentials right now (for scrubbing error text)."""
+        found = [self._adapter.token or ""]
+        auth = self._session.headers.get("Authorization")
+        if isinstance(auth, str):
+            found += [auth, auth.removeprefix("Bearer ")]
+        return [c for c in found if c]
+
     def _exchange(
-        self, where: str, call: Callable[[], requests.Response], *, login: bool
+        self,
+        where: str,
+        call: Callable[[], requests.Response],
+        *,
+        login: bool,
+        secrets: Iterable[str],
+        budget: float,
     ) -> requests.Response:
         import requests
         from hvac.exceptions import VaultError
+
+        def short(exc: BaseException) -> str:
+            return _short(exc, [*secrets, *self._credentials()])
 
         try:
             return call()
@@ -335,11 +365,11 @@ class HvacSecretStore:
             raise self._tls_error(where, exc, login=login) from exc
         except requests.exceptions.Timeout as exc:
             raise TransientError(
-                f"no answer from {self._settings.address} within {self._settings.timeout:g}s",
+                f"no answer from {self._settings.address} within {budget:.3g}s",
                 where=where,
             ) from exc
         except requests.exceptions.ConnectionError as exc:
-            reason = _short(exc)
+            reason = short(exc)
             reset = "reset" in reason.lower() or "eof" in reason.lower()
             raise TransientError(
                 f"cannot reach {self._settings.address} ({reason})",
@@ -354,8 +384,19 @@ class HvacSecretStore:
             raise SecretReadError(
                 f"vault.address {self._settings.address!r} is not a usable URL", where=where
             ) from exc
+        except (requests.exceptions.InvalidHeader, UnicodeEncodeError) as exc:
+            # KV2-INV-351: a header value HTTP cannot carry (a line break, a non-Latin-1
+            # character) is refused before any byte is sent; a retry would send the same
+            # header again, so it is not transient. auth.py refuses such credentials first;
+            # this is the net under it, and the text never quotes the value.
+            raise AuthError(
+                "a request header holds a character HTTP headers cannot carry "
+                f"({type(exc).__name__})",
+                where=where,
+                hint=f"check {self._auth.identity} and vault.namespace",
+            ) from exc
         except requests.exceptions.RequestException as exc:
-            raise TransientError(f"request failed ({_short(exc)})", where=where) from exc
+            raise TransientError(f"request failed ({short(exc)})", where=where) from exc
         except VaultError as exc:  # hvac's client-side checks (ParamValidationError, ...)
             raise SecretReadError(
                 f"request rejected by hvac: {type(exc).__name__}", where=where
@@ -375,11 +416,12 @@ class HvacSecretStore:
             cls: type[Kv2RenderError] = AuthError if login else SecretReadError
             why = getattr(verify, "verify_message", None) or str(verify)
             return cls(
-                f"TLS: the server certificate could not be verified ({str(why)[:160]})",
+                "TLS: the server certificate could not be verified "
+                f"({scrub_http(str(why), limit=160)})",
                 where=where,
                 hint="check vault.ca_cert / VAULT_CACERT, vault.ca_path and vault.tls_server_name",
             )
-        reason = _short(exc)
+        reason = _short(exc, self._credentials())
         lowered = reason.lower()
         if "wrong version number" in lowered and self._settings.address.startswith("https://"):
             # OpenSSL's word for a peer that answered in plain text: a plain-HTTP listener
@@ -434,7 +476,8 @@ class HvacSecretStore:
     ) -> Kv2RenderError:
         status = resp.status_code
         body, _problem = _json_body(resp)
-        errors = _redact(_errors_text(body), secrets)
+        # Defence in depth: a server that echoes a submitted credential back, or a line break.
+        errors = scrub_http(_errors_text(body), [*secrets, *self._credentials()], limit=None)
         detail = f": {errors}" if errors else ""
         login = location is None
         if status == 400 and body is None and _HTTP_TO_HTTPS in resp.content[:200]:
@@ -524,6 +567,19 @@ class HvacSecretStore:
         self._sleep(delay)
         return self._stop is not None and self._stop.is_set()
 
+    def set_deadline(self, seconds: float | None, label: str = "") -> None:
+        """Bound every login, read and retry wait of this store to ``seconds`` from now
+        (KV2-INV-354: --once's ``once_timeout``); None or 0 removes the bound. ``label``
+        names the setting in messages (``--timeout 60s``)."""
+        if not seconds:
+            self._deadline = None
+            return
+        self._deadline = self._clock() + seconds
+        self._deadline_label = label or f"a {seconds:g}s deadline"
+
+    def _left(self) -> float | None:
+        return None if self._deadline is None else self._deadline - self._clock()
+
     def _with_retries(self, where: str, call: Callable[[], _T]) -> _T:
         attempt = 0
         while True:
@@ -532,20 +588,51 @@ class HvacSecretStore:
             try:
                 return call()
             except TransientError as exc:
-                if attempt >= self._max_retries:
-                    # KV2-FC-054: name the number of attempts and the last cause.
-                    attempts = f"{attempt + 1} attempt" + ("s" if attempt else "")
-                    raise TransientError(
-                        f"{exc.message} (gave up after {attempts})",
-                        where=exc.where,
-                        hint=exc.hint,
-                        retry_after=exc.retry_after,
-                    ) from exc
                 delay = self._backoff(attempt, exc.retry_after)
+                left = self._left()
+                out_of_time = False
+                if left is not None:
+                    # KV2-INV-354: the last wait is cut so that one more attempt still starts
+                    # _LAST_ATTEMPT before the deadline; with less than that left, stop.
+                    room = left - _LAST_ATTEMPT
+                    # A Retry-After past the deadline: the server said no attempt can succeed
+                    # in time, so none is made (a wait would only delay the same exit).
+                    late = exc.retry_after is not None and exc.retry_after > room
+                    out_of_time = room <= 0 or late
+                    delay = min(delay, max(room, 0.0))
+                if attempt >= self._max_retries or out_of_time:
+                    raise self._gave_up(exc, attempt, out_of_time) from exc
                 attempt += 1
-                log.warning("%s; retry %d/%d in %.2fs", exc, attempt, self._max_retries, delay)
+                if left is None:
+                    log.warning("%s; retry %d/%d in %.2fs", exc, attempt, self._max_retries, delay)
+                else:
+                    log.warning(
+                        "%s; retry %d/%d in %.2fs, %.0fs left of %s",
+                        exc,
+                        attempt,
+                        self._max_retries,
+                        delay,
+                        max(0.0, left),
+                        self._deadline_label,
+                    )
                 if self._wait(delay):
                     raise
+
+    def _gave_up(self, exc: TransientError, attempt: int, out_of_time: bool) -> TransientError:
+        # KV2-FC-054: name the number of attempts and the last cause; KV2-FC-354: and the
+        # deadline when that is what ended the retries.
+        attempts = f"{attempt + 1} attempt" + ("s" if attempt else "")
+        why = f"{self._deadline_label} ran out" if out_of_time else "gave up"
+        hint = exc.hint
+        if out_of_time:
+            more = "raise --timeout (once_timeout) if the server needs longer to start"
+            hint = f"{hint}; {more}" if hint else more
+        return TransientError(
+            f"{exc.message} ({why} after {attempts})",
+            where=exc.where,
+            hint=hint,
+            retry_after=exc.retry_after,
+        )
 
     # ------------------------------------------------------------------ reads
 
@@ -725,7 +812,9 @@ class _LoginTransport:
         ns = namespace if namespace is not None else store._settings.namespace
         adapter = store._new_adapter(token="", namespace=ns)
         secrets = [v for v in body.values() if isinstance(v, str)]
-        resp = store._send(path, lambda: adapter.post(f"/v1/{path}", json=dict(body)), login=True)
+        resp = store._send(
+            path, lambda: adapter.post(f"/v1/{path}", json=dict(body)), login=True, secrets=secrets
+        )
         if resp.status_code != 200:
             raise store._status_error(path, resp, secrets=secrets)
         return store._ok_json(path, resp, login=True)
@@ -733,7 +822,7 @@ class _LoginTransport:
     def get(self, path: str, *, token: str) -> Mapping[str, Any]:
         store = self._store
         adapter = store._new_adapter(token=token, namespace=store._settings.namespace)
-        resp = store._send(path, lambda: adapter.get(f"/v1/{path}"), login=True)
+        resp = store._send(path, lambda: adapter.get(f"/v1/{path}"), login=True, secrets=[token])
         if resp.status_code != 200:
             raise store._status_error(path, resp, secrets=[token])
         return store._ok_json(path, resp, login=True)
@@ -834,11 +923,13 @@ def open_store(
     stop_event: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    once: bool = False,
 ) -> HvacSecretStore:
-    """The real store for a loaded config: its authenticator, pool sized for the pass."""
+    """The real store for a loaded config: its authenticator, pool sized for the pass.
+    ``once``: for a --once run (the AppRole secret_id file outlives a failed run)."""
     return HvacSecretStore(
         cfg.vault,
-        build_authenticator(cfg.auth, cfg.vault),
+        build_authenticator(cfg.auth, cfg.vault, once=once),
         clock=clock,
         sleep=sleep,
         stop_event=stop_event,

@@ -122,6 +122,13 @@ class Ctx:
         path.chmod(0o600)
         return path
 
+    def cred_bytes(self, name: str, data: bytes) -> Path:
+        path = self.wd / "creds" / name
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(0o600)
+        return path
+
     def out(self, name: str, old: str | None = "old-good-content") -> Path:
         path = self.wd / "out" / name
         path.parent.mkdir(mode=0o700, exist_ok=True)
@@ -152,6 +159,7 @@ class Plan:
     destinations: tuple[Path, ...] = ()  # files allowed to hold secrets
     command: str = "run"  # run (--once), check, status
     after: Callable[[Ctx], None] | None = None  # extra assertions on the world
+    max_seconds: float | None = None  # the run must end this fast (no retries, KV2-AC-350)
 
 
 Builder = Callable[[Ctx], Plan]
@@ -511,6 +519,92 @@ def _bad_bearer(c: Ctx) -> Plan:
 
 
 # --------------------------------------------------------------------------------------------
+# Malformed credentials (KV2-AC-350, KV2-AC-351): refused before any request, never retried,
+# never quoted. vault.retry.num_retries stays at its default (12): a retried failure would
+# take minutes, and the no-request check would fail on the first one.
+
+LINE_BREAK = "\nX-Evil: 1"
+
+
+def _malformed(c: Ctx, method: dict[str, Any], env: dict[str, str] | None, *words: str) -> Plan:
+    dest = c.out("pw")
+    tree: dict[str, Any] = {
+        "vault": c.vault(num_retries=12),
+        "pid_file": str(c.wd / "kv2render.pid"),
+        "template": [{"ref": PW, "destination": str(dest)}],
+    }
+    if method:
+        tree["auto_auth"] = {"method": method}
+
+    def after(c: Ctx) -> None:
+        assert c.srv.request_count() == 0, "a malformed credential reached the server"
+        _assert_bytes(dest, "old-good-content")
+        assert not (c.wd / "kv2render.pid").exists(), "the pid file outlived the run"
+
+    return Plan(tree, 3, words, env or {}, after=after, max_seconds=8.0)
+
+
+@scenario("cred-token-line-break-env")
+def _cred_env_break(c: Ctx) -> Plan:
+    env = {"VAULT_TOKEN": c.s["bad_token"] + LINE_BREAK}
+    return _malformed(c, {}, env, "VAULT_TOKEN from the environment", "line break")
+
+
+@scenario("cred-token-non-latin1-env")
+def _cred_env_latin(c: Ctx) -> Plan:
+    env = {"VAULT_TOKEN": c.s["bad_token"] + "\u20ac\u00e9"}
+    return _malformed(c, {}, env, "VAULT_TOKEN from the environment", "printable ASCII")
+
+
+@scenario("cred-token-line-break-token-file")
+def _cred_file_break(c: Ctx) -> Plan:
+    path = c.cred("token", c.s["bad_token"] + LINE_BREAK)
+    method = {"type": "token_file", "config": {"token_file_path": str(path)}}
+    return _malformed(c, method, None, str(path), "line break")
+
+
+@scenario("cred-bearer-line-break", server="ovh")
+def _cred_bearer_break(c: Ctx) -> Plan:
+    path = c.cred("pat", c.s["bad_token"] + LINE_BREAK)
+    method = {"type": "bearer_token_file", "config": {"token_file_path": str(path)}}
+    return _malformed(c, method, None, str(path), "line break")
+
+
+@scenario("cred-bearer-prefix-written-in-file", server="ovh")
+def _cred_bearer_prefix(c: Ctx) -> Plan:
+    path = c.cred("pat", "Bearer " + c.s["bad_token"])
+    method = {"type": "bearer_token_file", "config": {"token_file_path": str(path)}}
+    return _malformed(c, method, None, str(path), "space")
+
+
+def _approle_files(c: Ctx, role: bytes, secret: bytes) -> dict[str, Any]:
+    config = {
+        "role_id_file_path": str(c.cred_bytes("role_id", role)),
+        "secret_id_file_path": str(c.cred_bytes("secret_id", secret)),
+    }
+    return {"type": "approle", "config": config}
+
+
+@scenario("cred-secret-id-nul")
+def _cred_secret_nul(c: Ctx) -> Plan:
+    method = _approle_files(c, c.s["role_id"].encode(), c.s["secret_id"].encode() + b"\0x")
+    return _malformed(c, method, None, "secret_id file", "NUL")
+
+
+@scenario("cred-role-id-not-utf8")
+def _cred_role_utf8(c: Ctx) -> Plan:
+    method = _approle_files(c, c.s["role_id"].encode() + b"\xff\xfe", c.s["secret_id"].encode())
+    return _malformed(c, method, None, "role_id file", "UTF-8")
+
+
+@scenario("cred-jwt-control-character")
+def _cred_jwt_control(c: Ctx) -> Plan:
+    jwt = c.cred_bytes("jwt", c.s["jwt"].encode() + b"\x1b[2J")
+    method = {"type": "jwt", "config": {"role": "app", "path": str(jwt)}}
+    return _malformed(c, method, None, str(jwt), "control character")
+
+
+# --------------------------------------------------------------------------------------------
 # Configuration errors holding a credential (KV2-AC-032, KV2-AC-112)
 
 
@@ -821,10 +915,11 @@ def _cases() -> list[Any]:
 @pytest.mark.parametrize(("name", "mode", "world"), _cases(), indirect=["world"])
 def test_cli_leaks_no_sentinel(name: str, mode: str, world: World) -> None:
     """KV2-INV-001 KV2-AC-116 KV2-AC-102 KV2-AC-032 KV2-AC-062 KV2-AC-083 KV2-FC-072
-    KV2-INV-133 KV2-INV-081: at --log-level trace, in text and JSON, in-process and as a subprocess,
-    on success and on every failure path, no sentinel secret, token, secret_id, role_id or
-    JWT appears in stdout, stderr, any file left in the work directory other than the
-    intended destination (and its .bak), a command's environment, or the server's log."""
+    KV2-AC-350 KV2-AC-351 KV2-INV-133 KV2-INV-081: at --log-level trace, in text and JSON,
+    in-process and as a subprocess, on success and on every failure path, no sentinel secret,
+    token, secret_id, role_id or JWT appears in stdout, stderr, any file left in the work
+    directory other than the intended destination (and its .bak), a command's environment, or
+    the server's log."""
     c = Ctx(world.srv, world.s, world.wd)
     plan = SCENARIOS[name][1](c)
     cfg = _write_plan_config(c, plan)
@@ -832,7 +927,9 @@ def test_cli_leaks_no_sentinel(name: str, mode: str, world: World) -> None:
     world.srv.reset_counters()
     runner, fmt = mode.split("-")
     argv = _argv(plan, cfg, fmt)
+    started = time.monotonic()
     result = (run_cli if runner == "inproc" else run_cli_subprocess)(argv, plan.env)
+    elapsed = time.monotonic() - started
 
     # The path really ran: exit code and the words that prove it.
     if plan.code == -1:
@@ -848,6 +945,10 @@ def test_cli_leaks_no_sentinel(name: str, mode: str, world: World) -> None:
                 assert isinstance(json.loads(line), dict)
     if plan.after is not None:
         plan.after(c)
+    if plan.max_seconds is not None:
+        # KV2-AC-350: refused at once, never retried.
+        assert elapsed < plan.max_seconds, f"took {elapsed:.1f}s: {result.err[-1000:]}"
+        assert "retry" not in result.err, result.err[-2000:]
 
     leaks = _leaks_in_result(c.s, result, mode)
     leaks += scan_tree(c.s, c.wd, before, plan.destinations)
@@ -1292,6 +1393,102 @@ def test_daemon_logs_and_status_file_have_no_sentinel(workdir: Path, fmt: str) -
         leaks += _leaks_in_result(s, r, f"kv2render status #{i}")
     leaks += s.leaks("dev server request log", request_log)
     leaks += scan_tree(s, workdir, before, [dest, conf])
+    assert not leaks, report(leaks)
+
+
+def _daemon(cfg: Path, fmt: str, log: Path, env: dict[str, str] | None = None) -> Any:
+    with log.open("wb") as sink:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "kv2render", "--config", str(cfg), "--log-level", "trace",
+             "--log-format", fmt],
+            env=cli_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def _stop(proc: Any) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return int(proc.returncode)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_daemon_malformed_token_never_logged(workdir: Path, fmt: str) -> None:
+    """KV2-AC-352 KV2-INV-351 KV2-INV-350 KV2-INV-001: the daemon at trace level with a
+    token_file holding a line break: the refusal is logged and the status says login-failed,
+    with no part of the token in its output or its status file and no request sent; once the
+    file is fixed it renders. With such a token in VAULT_TOKEN it exits 3 at once."""
+    s = make_sentinels()
+    with DevServer(root_token=s["root_token"]) as srv:
+        seed(srv, s)
+        c = Ctx(srv, s, workdir)
+        dest = c.out("pw", old=None)
+        status = workdir / "status.json"
+        token = c.cred("token", s["bad_token"] + LINE_BREAK)
+        tree = {
+            "vault": c.vault(num_retries=12),
+            "auto_auth": {
+                "method": {
+                    "type": "token_file",
+                    "min_backoff": "250ms",
+                    "max_backoff": "1s",
+                    "config": {"token_file_path": str(token)},
+                }
+            },
+            "status_file": str(status),
+            "template": [{"ref": PW, "destination": str(dest)}],
+        }
+        cfg = write_config(workdir, tree)
+        before = snapshot(workdir)
+        log = workdir / f"daemon-{fmt}.log"
+        proc = _daemon(cfg, fmt, log)
+        try:
+            _wait_for(
+                lambda: status.exists() and "login-failed" in status.read_text(),
+                15,
+                "a login-failed status",
+            )
+            time.sleep(1.0)  # a few login attempts with the bad file
+            failed_status = status.read_text()
+            assert srv.request_count() == 0, "a malformed token reached the server"
+            token.write_text(s["file_token"] + "\n")
+            _wait_for(lambda: dest.exists(), 15, "the render after the fix")
+        finally:
+            code = _stop(proc)
+        final_status = status.read_text()
+        out = log.read_text(errors="replace")
+
+        env_log = workdir / f"daemon-env-{fmt}.log"
+        env_cfg = write_config(
+            workdir,
+            {"vault": c.vault(num_retries=12), "template": [{"ref": PW, "destination": str(dest)}]},
+            name="env.yaml",
+        )
+        started = time.monotonic()
+        env_proc = _daemon(env_cfg, fmt, env_log, {"VAULT_TOKEN": s["bad_token"] + LINE_BREAK})
+        try:
+            env_proc.wait(timeout=15)
+        finally:
+            env_code = _stop(env_proc)
+        env_elapsed = time.monotonic() - started
+        env_out = env_log.read_text(errors="replace")
+
+    assert code == 0, out[-2000:]
+    assert dest.read_text() == s["password"]
+    assert "line break" in out and str(token) in out, out[-2000:]
+    assert env_code == 3 and env_elapsed < 10, env_out[-2000:]
+    assert "VAULT_TOKEN from the environment" in env_out, env_out[-2000:]
+    leaks = s.leaks("daemon output", out) + s.leaks("daemon output (env)", env_out)
+    leaks += s.leaks("status file (login failed)", failed_status)
+    leaks += s.leaks("status file (stopped)", final_status)
+    leaks += scan_tree(s, workdir, before, [dest, token])  # the token file is the test's input
     assert not leaks, report(leaks)
 
 
