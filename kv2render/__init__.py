@@ -24,7 +24,7 @@ Public API: :func:`main` (the CLI) and the error tree in :mod:`kv2render.errors`
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from kv2render._version import __version__
 
 __all__ = ["__version__", "main"]
 

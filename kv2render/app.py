@@ -22,89 +22,29 @@ from kv2render import logsetup, runner
 from kv2render.config import Config, load
 from kv2render.errors import ConfigError, Kv2RenderError, raise_all
 from kv2render.logsetup import count
-from kv2render.vault import SecretStore
+from kv2render.output.instance import destinations, instance_lock, remove_leftover_temp_files
+from kv2render.store.client import SecretStore
+from kv2render.store.transport import transport_warnings, warn_transport
 
 if TYPE_CHECKING:
-    from kv2render.status import InstanceLock
+    pass
 
 log = logging.getLogger(__name__)
 
 
 def open_store(cfg: Config, *, once: bool = False) -> Any:
     """The real store for ``cfg`` (hvac is imported here, lazily, and only through vault.py)."""
-    from kv2render.vault import open_store as _open
+    from kv2render.store.client import open_store as _open
 
     return _open(cfg, once=once)
-
-
-def transport_warnings(cfg: Config) -> list[str]:
-    """The transport settings that expose tokens and secrets (KV2-INV-190)."""
-    found: list[str] = []
-    if cfg.vault.tls_skip_verify:
-        found.append(
-            "vault.tls_skip_verify is on: the server's TLS certificate is NOT verified; "
-            "anyone on the path can read the secrets and the token"
-        )
-    if cfg.vault.address.startswith("http://") and not _is_loopback(cfg.vault.address):
-        found.append(
-            f"vault.address {cfg.vault.address} is plain http to a non-loopback host: tokens "
-            "and secrets cross the network unencrypted"
-        )
-    return found
-
-
-def warn_transport(cfg: Config) -> None:
-    # KV2-INV-190: said on every start, never the default; and by check (KV2-INV-400).
-    for text in transport_warnings(cfg):
-        log.warning("%s", text)
-
-
-def _is_loopback(address: str) -> bool:
-    from urllib.parse import urlsplit
-
-    from kv2render.hardening import is_loopback_host
-
-    # KV2-INV-381: one test of loopback; "127.example.com" is not one (startswith was).
-    return is_loopback_host(urlsplit(address).hostname or "")
-
-
-def _destinations(cfg: Config) -> list[Path]:
-    return [t.destination for t in cfg.templates] + (
-        [cfg.status_file] if cfg.status_file is not None else []
-    )
-
-
-def instance_lock(cfg: Config) -> InstanceLock:
-    """The lock that tells two kv2render instances serving the same files of each other."""
-    from kv2render.status import instance_lock_for
-
-    return instance_lock_for(cfg.status_file, [t.destination for t in cfg.templates])
-
-
-def remove_leftover_temp_files(cfg: Config) -> None:
-    """Remove the temp files a killed run left next to each output (KV2-INV-280).
-
-    The caller holds the instance lock: another kv2render writing the same files at this
-    moment would otherwise lose its temp file (and retry the write).
-    """
-    from kv2render.writer import cleanup_stale_temp_files
-
-    for dest in _destinations(cfg):
-        try:
-            removed = cleanup_stale_temp_files(dest.parent, dest.name)
-        except (OSError, Kv2RenderError) as exc:
-            log.debug("temp file clean-up in %s skipped: %s", dest.parent, exc)
-            continue
-        if removed:
-            log.info("removed %s next to %s", count(removed, "stale temp file"), dest)
 
 
 def _once_cleanup(cfg: Config) -> None:
     """--once removes leftovers too, when there are any and no daemon holds the lock. The
     directory listing is cheap; the lock is taken only when something is left over."""
-    from kv2render.writer import stale_temp_files
+    from kv2render.output.writer import stale_temp_files
 
-    if not any(stale_temp_files(d.parent, d.name) for d in _destinations(cfg)):
+    if not any(stale_temp_files(d.parent, d.name) for d in destinations(cfg)):
         return
     lock = instance_lock(cfg)
     if lock.acquire():
@@ -120,11 +60,11 @@ def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
 
     disable_core_dumps()  # KV2-INV-380: before the first login, so no token is ever dumped
     prepared = runner.prepare(cfg)
-    warn_transport(cfg)
+    warn_transport(cfg.vault)
     _once_cleanup(cfg)
     pid_file = None
     if cfg.pid_file is not None:
-        from kv2render.status import PidFile
+        from kv2render.output.status import PidFile
 
         pid_file = PidFile(cfg.pid_file)
         pid_file.write()
@@ -174,7 +114,7 @@ def check(config_path: str, *, fmt: str = "text") -> int:
     cfg = checked.config
     assert cfg is not None  # no problem: the config was built
     warnings = offline_warnings(cfg)
-    warn_transport(cfg)
+    warn_transport(cfg.vault)
     for item in prepared:
         refs = sorted(str(loc) for loc in item.locations)
         logsetup.emit(
@@ -197,7 +137,7 @@ def check(config_path: str, *, fmt: str = "text") -> int:
             "templates": len(prepared),
             "unique_secrets": len(unique),
             "auth": auth_source(cfg.auth),
-            "warnings": len(warnings) + len(transport_warnings(cfg)),
+            "warnings": len(warnings) + len(transport_warnings(cfg.vault)),
         },
         fmt,
         f"config OK: {count(len(prepared), 'template')}, {count(len(unique), 'unique secret')}, "
@@ -245,8 +185,8 @@ def _check_directories(cfg: Config) -> None:
     """What the writer would refuse or warn about each existing destination directory
     (KV2-AC-388): stat() calls only. A user unknown here belongs to the host that writes
     (KV2-FC-092), so its template is skipped."""
-    from kv2render import dirchecks
-    from kv2render.writer import resolve_uid
+    from kv2render.output import dirchecks
+    from kv2render.output.writer import resolve_uid
 
     targets = [(t.where, t.destination, t.user) for t in cfg.templates]
     if cfg.status_file is not None:
@@ -351,6 +291,6 @@ def quickstart(directory: str, out: str, *, fmt: str = "text") -> int:
 
 
 def run_daemon(cfg: Config, *, config_path: str, overrides: dict[str, Any]) -> int:
-    from kv2render.service import run
+    from kv2render.daemon.service import run
 
     return run(cfg, config_path=config_path, overrides=overrides)

@@ -65,7 +65,7 @@ def version() -> str:
     try:
         return metadata.version("kv2render")
     except metadata.PackageNotFoundError:
-        from kv2render import __version__
+        from kv2render._version import __version__
 
         return __version__
 
@@ -340,7 +340,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kv2render.ctmpl import to_jinja2
+    from kv2render.render.ctmpl import to_jinja2
 
     path = Path(args.template)
     try:
@@ -352,7 +352,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert_config(args: argparse.Namespace) -> int:
-    from kv2render.agentconfig import convert_config
+    from kv2render.config.agent import convert_config
 
     sys.stdout.write(convert_config(args.agent_config))
     return 0

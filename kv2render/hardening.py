@@ -7,9 +7,9 @@
   limit is lowered, so a command kv2render runs may raise its own limit again; the dumpable
   flag is reset by ``execve``, so commands are not affected by it.
   ``KV2RENDER_ALLOW_CORE_DUMPS=1`` leaves both alone, for debugging a crash.
-* :func:`is_loopback_host` (KV2-INV-381): ``localhost``, 127.0.0.0/8 in any ``inet_aton``
-  spelling (``127.1``), ``::1`` and IPv4-mapped loopback (``::ffff:127.0.0.1``). A name such as
-  ``127.example.com`` is not loopback.
+* the loopback test of KV2-INV-381 is :func:`kv2render.refs.is_loopback_host` (``localhost``,
+  127.0.0.0/8 in any ``inet_aton`` spelling such as ``127.1``, ``::1`` and IPv4-mapped
+  loopback ``::ffff:127.0.0.1``; a name such as ``127.example.com`` is not loopback).
 
 Standard library only, so that every part of kv2render (the dev server included) may use it.
 """
@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-__all__ = ["ALLOW_CORE_DUMPS", "disable_core_dumps", "is_loopback_host"]
+__all__ = ["ALLOW_CORE_DUMPS", "disable_core_dumps"]
 
 log = logging.getLogger(__name__)
 
@@ -71,28 +71,3 @@ def _not_dumpable() -> None:
         return
     if failed:
         log.warning("prctl(PR_SET_DUMPABLE, 0) failed: %s", os.strerror(err))
-
-
-def is_loopback_host(host: str) -> bool:
-    """True when ``host`` (a name or an address, brackets allowed) is this machine's loopback."""
-    import ipaddress  # only a plain-http address or a dev-server start pays for these
-    import socket
-
-    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
-    if name == "localhost":
-        return True
-    if not name or any(c.isspace() for c in name):
-        return False
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address
-    try:
-        address = ipaddress.ip_address(name.split("%", 1)[0])  # an IPv6 zone is not the address
-    except ValueError:
-        try:
-            # inet_aton's spellings (127.1, 0x7f.1, 2130706433) are what bind() and connect()
-            # accept too: the address a socket would really use.
-            address = ipaddress.IPv4Address(socket.inet_aton(name))
-        except OSError:
-            return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback

@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kv2render.vault import SecretVersion
+    from kv2render.model import SecretVersion
 
 __all__ = ["REDACTED", "redact", "redactor", "scrub_engine_text", "scrub_http", "scrub_quoted"]
 

@@ -577,3 +577,29 @@ def value_to_text(value: Any) -> str:
         raise RenderError(
             f"the selected value ({_kind(value)}) cannot be written as JSON"
         ) from None
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when ``host`` (a name or an address, brackets allowed) is this machine's loopback
+    (KV2-INV-381): the one test the transport warnings and the dev server both use."""
+    import ipaddress  # only a plain-http address or a dev-server start pays for these
+    import socket
+
+    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    if not name or any(c.isspace() for c in name):
+        return False
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])  # an IPv6 zone is not the address
+    except ValueError:
+        try:
+            # inet_aton's spellings (127.1, 0x7f.1, 2130706433) are what bind() and connect()
+            # accept too: the address a socket would really use.
+            address = ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback

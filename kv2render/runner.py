@@ -38,9 +38,10 @@ from kv2render.errors import (
     raise_all,
 )
 from kv2render.logsetup import count
+from kv2render.model import SecretVersion
 from kv2render.redact import redactor
 from kv2render.refs import SecretLocation, value_to_text
-from kv2render.vault import SecretStore, SecretVersion
+from kv2render.store.client import SecretStore
 
 if TYPE_CHECKING:
     import subprocess
@@ -225,7 +226,7 @@ def prepare_one(
     text = spec.contents if spec.contents is not None else _read_source(spec)
     name = str(spec.source) if spec.source is not None else f"{spec.where}.contents"
     if spec.syntax == "consul-template":
-        from kv2render import ctmpl
+        from kv2render.render import ctmpl
 
         ct = ctmpl.compile_ctmpl(
             text,
@@ -262,7 +263,7 @@ def prepare_one(
             where=spec.where,
             hint="set syntax: consul-template, or remove the delimiters",
         )
-    from kv2render import template as jinja
+    from kv2render.render import jinja
 
     compiled = jinja.compile_template(
         text,
@@ -334,7 +335,7 @@ def render_template(
     write: Callable[..., bool] | None = None,
 ) -> RenderResult:
     """Render and write one template; never raises for an expected failure."""
-    from kv2render import writer
+    from kv2render.output import writer
 
     spec = item.spec
     for location in sorted(item.locations):

@@ -12,12 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv2render.devserver._time import parse_duration, rfc3339
 from kv2render.devserver.auth import Token, auth_block, entity_for, jwt_claims
-from kv2render.devserver.protocol import (
-    OPENBAO,
-    UNSUPPORTED_OPERATION,
-    ApiError,
-    Reply,
-)
+from kv2render.devserver.protocol import OPENBAO, UNSUPPORTED_OPERATION, ApiError, Reply
 from kv2render.devserver.state import State
 
 if TYPE_CHECKING:

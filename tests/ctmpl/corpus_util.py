@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kv2render.ctmpl.values import loads_json
+from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation, parse_ref
-from kv2render.vault import SecretVersion
+from kv2render.render.ctmpl.values import loads_json
 
 CORPUS = Path(__file__).parent / "corpus"
 FIXED_NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)  # tools/ctmpl-golden uses the same clock

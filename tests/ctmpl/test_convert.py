@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from kv2render.ctmpl import compile_ctmpl, render_ctmpl, to_jinja2
-from kv2render.ctmpl.values import JsonNumber
 from kv2render.errors import ConfigError, MissingKeyError, RenderError
+from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation
-from kv2render.template import compile_template, render
-from kv2render.vault import SecretVersion
+from kv2render.render.ctmpl import compile_ctmpl, render_ctmpl, to_jinja2
+from kv2render.render.ctmpl.values import JsonNumber
+from kv2render.render.jinja import compile_template, render
 
 from .corpus_util import FIXED_NOW, MODES, Case, load_cases
 

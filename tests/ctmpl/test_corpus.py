@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from kv2render.ctmpl import compile_ctmpl, render_ctmpl
 from kv2render.errors import MissingKeyError, RenderError
+from kv2render.render.ctmpl import compile_ctmpl, render_ctmpl
 
 from .corpus_util import FIXED_NOW, MODES, Case, load_cases
 

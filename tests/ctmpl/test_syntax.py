@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from kv2render.ctmpl import compile_ctmpl, render_ctmpl
 from kv2render.errors import RenderError, TemplateSyntaxError
+from kv2render.render.ctmpl import compile_ctmpl, render_ctmpl
 
 GO_PARSE_ERRORS = [
     ("line1\n{{ if .x }}\nno end", "t:3: unexpected EOF"),
@@ -98,8 +98,8 @@ def test_unread_secret_is_a_render_error_naming_it() -> None:
 
 def test_errors_never_carry_secret_values() -> None:
     """KV2-INV-001: Go would print the value in `range can't iterate over VALUE`; we do not."""
+    from kv2render.model import SecretVersion
     from kv2render.refs import SecretLocation
-    from kv2render.vault import SecretVersion
 
     sentinel = "SENTINEL-9f8e7d"
     loc = SecretLocation("secret", "app")
@@ -119,8 +119,8 @@ def test_errors_never_carry_secret_values() -> None:
 
 def test_else_with_chain() -> None:
     """KV2-AC-251: `with ... else with` (Go 1.23, current Vault Agent builds) is accepted."""
+    from kv2render.model import SecretVersion
     from kv2render.refs import SecretLocation
-    from kv2render.vault import SecretVersion
 
     loc = SecretLocation("secret", "app")
     secrets = {loc: SecretVersion(loc, 1, {"b": "B"}, {"version": 1})}

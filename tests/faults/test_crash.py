@@ -165,7 +165,7 @@ def test_kill_9_during_rewrites_leaves_only_whole_files(
 def test_once_start_removes_leftover_temp_files(dev_server: DevServer, workdir: Path) -> None:
     """KV2-AC-281 KV2-AC-295 KV2-INV-280: a leftover temp file (a kill -9 mid-write) is
     removed by a --once start."""
-    from kv2render.writer import temp_file_name
+    from kv2render.output.writer import temp_file_name
 
     from ..integration.cli_helpers import run_cli
 
@@ -192,8 +192,8 @@ def test_once_leaves_temp_files_alone_while_another_instance_holds_the_lock(
     """KV2-AC-281 KV2-AC-293 KV2-AC-295 KV2-INV-280:
     a --once next to a running daemon (it holds the instance lock)
     does not remove temp files: one of them may be the daemon's write in progress."""
-    from kv2render.status import instance_lock_for
-    from kv2render.writer import temp_file_name
+    from kv2render.output.status import instance_lock_for
+    from kv2render.output.writer import temp_file_name
 
     from ..integration.cli_helpers import run_cli
 

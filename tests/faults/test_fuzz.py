@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from kv2render.config import load
 from kv2render.errors import ConfigError, Kv2RenderError, ReferenceSyntaxError
+from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation, format_ref, parse_ref
-from kv2render.vault import SecretVersion, _secret_version
+from kv2render.store.client import _secret_version
 from tests.integration.cli_helpers import REPO
 
 from .helpers import record, sized

@@ -3,7 +3,7 @@
 Each attempt is refused with a clear error naming the template, the destination keeps its
 old bytes, and no secret value reaches the output or the error (KV2-AC-284, KV2-AC-285,
 KV2-INV-001). The Jinja2 cases complement tests/unit/test_template.py (which drives
-template.py directly); the consul-template cases cover kv2render/ctmpl, which had no
+template.py directly); the consul-template cases cover kv2render/render/ctmpl, which had no
 resource guards before this suite (fixed: see docs/reliability.md).
 """
 

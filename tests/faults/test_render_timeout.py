@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from kv2render import ctmpl
-from kv2render import template as jinja
 from kv2render.devserver import DevServer
 from kv2render.errors import RenderError
+from kv2render.render import ctmpl, jinja
 
 from ..integration.cli_helpers import run_cli, write_config
 

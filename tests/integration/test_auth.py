@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from kv2render.auth import build_authenticator
 from kv2render.config import AuthSettings, VaultSettings
 from kv2render.devserver import DevServer
 from kv2render.errors import (
@@ -21,7 +20,8 @@ from kv2render.errors import (
     TransientError,
 )
 from kv2render.refs import SecretLocation
-from kv2render.vault import HvacSecretStore
+from kv2render.store.auth import build_authenticator
+from kv2render.store.client import HvacSecretStore
 
 LOC = SecretLocation("secret", "app/db")
 LOGIN = "/v1/auth/"

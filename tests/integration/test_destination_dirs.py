@@ -17,7 +17,7 @@ import pytest
 
 from kv2render.devserver import DevServer
 from kv2render.errors import WriteError
-from kv2render.writer import temp_file_name, write_atomic
+from kv2render.output.writer import temp_file_name, write_atomic
 
 from .cli_helpers import DaemonProcess, run_cli, write_config
 
@@ -140,7 +140,7 @@ def test_sticky_world_writable_directory_names_the_real_risk(
     out = workdir / "sticky"
     out.mkdir()
     out.chmod(0o1777)
-    with caplog.at_level(logging.WARNING, logger="kv2render.writer"):
+    with caplog.at_level(logging.WARNING, logger="kv2render.output.writer"):
         assert write_atomic(out / "pw", SENTINEL) is True
     text = caplog.text
     assert "group-writable" not in text
@@ -160,7 +160,7 @@ def test_group_writable_directory_names_the_group(
     out.mkdir()
     out.chmod(0o770)
     group = grp.getgrgid(out.stat().st_gid).gr_name
-    with caplog.at_level(logging.WARNING, logger="kv2render.writer"):
+    with caplog.at_level(logging.WARNING, logger="kv2render.output.writer"):
         assert write_atomic(out / "pw", SENTINEL) is True
     assert "group-writable" in caplog.text and f"group {group}" in caplog.text
     assert "delete or replace" in caplog.text
@@ -183,7 +183,7 @@ def test_parent_owned_by_another_user_is_warned_about_once(
     os.chown(parent, NOBODY, NOBODY)
     out = parent / "d"
     out.mkdir(mode=0o700)
-    with caplog.at_level(logging.WARNING, logger="kv2render.writer"):
+    with caplog.at_level(logging.WARNING, logger="kv2render.output.writer"):
         assert write_atomic(out / "a", SENTINEL) is True
         assert write_atomic(out / "b", SENTINEL) is True
     warnings = _parent_warnings(caplog, parent)
@@ -201,7 +201,7 @@ def test_parent_writable_by_others_is_warned_about(
         parent.mkdir()
         parent.chmod(mode)
         (parent / "d").mkdir(mode=0o700)
-    with caplog.at_level(logging.WARNING, logger="kv2render.writer"):
+    with caplog.at_level(logging.WARNING, logger="kv2render.output.writer"):
         assert write_atomic(loose / "d" / "f", SENTINEL) is True
         assert write_atomic(sticky / "d" / "f", SENTINEL) is True
     assert len(_parent_warnings(caplog, loose)) == 1

@@ -1059,12 +1059,12 @@ def test_store_runner_and_auth_reprs_and_errors(
     errors: no sentinel in any exception text, repr of SecretVersion, SecretRef, LoginResult,
     TokenInfo, the store, the prepared templates and the pass report, or the logs."""
     from kv2render import runner
-    from kv2render.auth import LoginResult, build_authenticator
     from kv2render.config import AuthSettings, VaultSettings
     from kv2render.config import load as load_config
     from kv2render.errors import Kv2RenderError
     from kv2render.refs import SecretLocation, parse_ref
-    from kv2render.vault import HvacSecretStore
+    from kv2render.store.auth import LoginResult, build_authenticator
+    from kv2render.store.client import HvacSecretStore
 
     caplog.set_level(1)
     s = make_sentinels()
@@ -1179,7 +1179,7 @@ def test_login_result_fields() -> None:
     dataclass fields, so the test above cannot pass by constructing it wrongly)."""
     import dataclasses
 
-    from kv2render.auth import LoginResult
+    from kv2render.store.auth import LoginResult
 
     fields = {f.name: f for f in dataclasses.fields(LoginResult)}
     assert "token" in fields and fields["token"].repr is False

@@ -25,9 +25,9 @@ import pytest
 from kv2render.config import TemplateSpec
 from kv2render.devserver import DevServer
 from kv2render.errors import MissingKeyError, RenderError
+from kv2render.model import SecretVersion
 from kv2render.refs import parse_ref
 from kv2render.runner import prepare_one
-from kv2render.vault import SecretVersion
 
 from .cli_helpers import run_cli, write_config
 from .hygiene_util import Sentinels, exception_texts, report, scan_tree, snapshot

@@ -158,7 +158,7 @@ def test_token_source_is_named_as_the_operator_set_it(seeded: DevServer, workdir
 
 def _watch_once(tmp_path: Path, level: str) -> str:
     """Run kv2render's file watcher over one real edit; return what was logged."""
-    from kv2render.service import Watcher
+    from kv2render.daemon.service import Watcher
 
     tmp_path.mkdir()
     stream = io.StringIO()

@@ -26,13 +26,13 @@ from typing import Any
 
 import pytest
 
-from kv2render.auth import build_authenticator
 from kv2render.config import AuthSettings, Config, VaultSettings
 from kv2render.devserver import DevServer
 from kv2render.errors import AuthError, TransientError
 from kv2render.redact import scrub_http
 from kv2render.refs import SecretLocation
-from kv2render.vault import HvacSecretStore
+from kv2render.store.auth import build_authenticator
+from kv2render.store.client import HvacSecretStore
 
 from .cli_helpers import cli_env, run_cli, write_config
 
@@ -131,7 +131,7 @@ def test_credential_check_names_the_problem_never_the_value(
 ) -> None:
     """KV2-AC-350 KV2-AC-351 KV2-INV-351 KV2-FC-350: each kind of bad character gets its own
     words, exit 3, and the message holds no part of the value."""
-    from kv2render.auth import check_credential
+    from kv2render.store.auth import check_credential
 
     with pytest.raises(AuthError) as err:
         check_credential(text, source="token file /x", where="here", header=header)

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from kv2render.devserver import DevServer
-from kv2render.hardening import is_loopback_host
+from kv2render.refs import is_loopback_host
 
 from .cli_helpers import cli_env, write_config
 
@@ -206,8 +206,8 @@ def test_plain_http_to_a_name_starting_with_127_is_warned_about(
 ) -> None:
     """KV2-AC-383 KV2-INV-381: vault.address http://127.example.com:8200 is not loopback
     (the old check, startswith("127."), kept quiet)."""
-    from kv2render.app import warn_transport
     from kv2render.config import load
+    from kv2render.store.transport import warn_transport
 
     path = write_config(
         workdir,
@@ -220,7 +220,7 @@ def test_plain_http_to_a_name_starting_with_127_is_warned_about(
     )
     cfg = load(path, env={"VAULT_TOKEN": "t"}, require_credentials=False)
     with caplog.at_level(logging.WARNING, logger="kv2render.app"):
-        warn_transport(cfg)
+        warn_transport(cfg.vault)
     assert "plain http to a non-loopback host" in caplog.text
 
 

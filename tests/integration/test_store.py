@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from kv2render.auth import build_authenticator
 from kv2render.config import AuthSettings, VaultSettings
 from kv2render.errors import (
     AccessDeniedError,
@@ -31,7 +30,8 @@ from kv2render.errors import (
     TransientError,
 )
 from kv2render.refs import SecretLocation
-from kv2render.vault import HvacSecretStore
+from kv2render.store.auth import build_authenticator
+from kv2render.store.client import HvacSecretStore
 
 if TYPE_CHECKING:
     from kv2render.devserver import DevServer

@@ -1,4 +1,4 @@
-"""kv2render.agentconfig: Vault Agent configs (HCL and JSON) read with the agent's semantics,
+"""kv2render.config.agent: Vault Agent configs (HCL and JSON) read with the agent's semantics,
 the stanzas kv2render does not implement, convert-config, and the pid file helpers."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from kv2render import agentconfig
 from kv2render.config import Config, load
+from kv2render.config import agent as agentconfig
 from kv2render.errors import ConfigError, WriteError
-from kv2render.status import PidFile
+from kv2render.output.status import PidFile
 
 ADDR = "https://vault.example:8200"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "vault-agent"

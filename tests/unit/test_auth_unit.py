@@ -8,13 +8,9 @@ from typing import Any
 
 import pytest
 
-from kv2render.auth import (
-    DEFAULT_KUBERNETES_TOKEN_PATH,
-    LoginResult,
-    build_authenticator,
-)
 from kv2render.config import AuthSettings, VaultSettings
 from kv2render.errors import AuthError, ConfigError
+from kv2render.store.auth import DEFAULT_KUBERNETES_TOKEN_PATH, LoginResult, build_authenticator
 
 VAULT = VaultSettings(address="http://127.0.0.1:1")
 SENTINEL_SECRET_ID = "sentinel-secret-id-7f3a9c"

@@ -19,6 +19,7 @@ import pytest
 
 from kv2render import runner
 from kv2render.config import AuthSettings, Config, TemplateConfig, TemplateSpec, VaultSettings
+from kv2render.daemon.loop import Daemon, FilesChanged, ReloadRequested, TickEvent, backoff
 from kv2render.errors import (
     AccessDeniedError,
     AuthError,
@@ -28,11 +29,10 @@ from kv2render.errors import (
     SecretNotFoundError,
     TransientError,
 )
-from kv2render.loop import Daemon, FilesChanged, ReloadRequested, TickEvent, backoff
+from kv2render.model import SecretVersion, TokenInfo
+from kv2render.output.status import StatusFile
 from kv2render.refs import SecretLocation, parse_ref
 from kv2render.runner import CommandResult, PreparedTemplate, RenderResult
-from kv2render.status import StatusFile
-from kv2render.vault import SecretVersion, TokenInfo
 
 SENTINEL = "s3ntinel-VALUE-7f3a"
 INTERVAL = 100.0

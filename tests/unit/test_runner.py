@@ -10,8 +10,8 @@ from typing import Any
 from kv2render import runner
 from kv2render.config import TemplateSpec
 from kv2render.errors import SecretNotFoundError
+from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation, parse_ref
-from kv2render.vault import SecretVersion
 
 
 class FakeStore:

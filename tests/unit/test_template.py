@@ -23,8 +23,9 @@ from kv2render.errors import (
     RenderError,
     TemplateSyntaxError,
 )
+from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation, parse_ref
-from kv2render.template import (
+from kv2render.render.jinja import (
     MAX_RANGE,
     REDACTED,
     CompiledTemplate,
@@ -32,7 +33,6 @@ from kv2render.template import (
     redact,
     render,
 )
-from kv2render.vault import SecretVersion
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 

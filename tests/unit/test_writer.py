@@ -21,7 +21,7 @@ import pytest
 
 import kv2render
 from kv2render.errors import WriteError
-from kv2render.writer import cleanup_stale_temp_files, temp_file_name, write_atomic
+from kv2render.output.writer import cleanup_stale_temp_files, temp_file_name, write_atomic
 
 SECRET = b"S3NTINEL-secret-value\n"
 REPO = Path(kv2render.__file__).resolve().parents[1]
@@ -273,7 +273,7 @@ def test_group_writable_directory_is_logged_without_content(
 ) -> None:
     """KV2-INV-001: a g+w directory is written to, with a warning carrying metadata only."""
     out_dir.chmod(0o770)
-    with caplog.at_level(logging.WARNING, logger="kv2render.writer"):
+    with caplog.at_level(logging.WARNING, logger="kv2render.output.writer"):
         assert write_atomic(out_dir / "f", SECRET) is True
     assert "group-writable" in caplog.text
     assert "S3NTINEL" not in caplog.text
@@ -372,7 +372,7 @@ def run_child(code: str, *, as_nobody: bool = False) -> subprocess.CompletedProc
         "import os, sys, resource, signal\n"
         "from pathlib import Path\n"
         "from kv2render.errors import WriteError\n"
-        "from kv2render.writer import write_atomic\n"
+        "from kv2render.output.writer import write_atomic\n"
     )
     if as_nobody:
         prologue += "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
@@ -397,7 +397,7 @@ def test_real_write_failure_file_too_large(out_dir: Path) -> None:
         import resource, signal
         from pathlib import Path
         from kv2render.errors import WriteError
-        from kv2render.writer import write_atomic
+        from kv2render.output.writer import write_atomic
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
         try:
@@ -435,7 +435,7 @@ def test_real_permission_denied(shared_dir: Path) -> None:
         f"""
         from pathlib import Path
         from kv2render.errors import WriteError
-        from kv2render.writer import write_atomic
+        from kv2render.output.writer import write_atomic
         try:
             write_atomic(Path({str(dest)!r}), b"S3NTINEL", perms=0o644)
         except WriteError as exc:
@@ -571,7 +571,7 @@ def test_handing_a_file_to_another_user_needs_only_cap_chown() -> None:
     out.mkdir()
     os.chown(out, 65534, 65534)  # nobody's folder, as /run/kv2render is kv2render's
     script = (
-        "import sys; from pathlib import Path; from kv2render.writer import write_atomic; "
+        "import sys; from pathlib import Path; from kv2render.output.writer import write_atomic; "
         f"write_atomic(Path({str(out / 'pw')!r}), b'x', perms=0o600, user=1, group=1)"
     )
     repo = Path(__file__).resolve().parents[2]

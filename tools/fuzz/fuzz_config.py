@@ -21,13 +21,6 @@ import atheris
 
 with atheris.instrument_imports():
     # load() imports its stages lazily: import them here so that they are instrumented.
-    from kv2render import (  # noqa: F401
-        agentconfig,
-        config_build,
-        config_sources,
-        config_values,
-        refs,
-    )
     from kv2render.config import load
     from kv2render.errors import Kv2RenderError
 

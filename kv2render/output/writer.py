@@ -30,8 +30,8 @@ import secrets
 import stat
 from pathlib import Path
 
-from kv2render import dirchecks
 from kv2render.errors import WriteError
+from kv2render.output import dirchecks
 
 __all__ = ["cleanup_stale_temp_files", "resolve_uid", "temp_file_name", "write_atomic"]
 

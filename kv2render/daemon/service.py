@@ -1,6 +1,6 @@
 """The daemon process: signals, file watching, systemd notify, lock and pid files.
 
-:func:`run` wires :class:`kv2render.loop.Daemon` (the loop itself, which takes its
+:func:`run` wires :class:`kv2render.daemon.loop.Daemon` (the loop itself, which takes its
 clock, ticks and stop event as arguments) to the real world:
 
     main thread: signals -> wakeup fd -> select()   SIGTERM/SIGINT: stop; SIGHUP: reload
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kv2render.config import Config
-from kv2render.loop import (
+from kv2render.daemon.loop import (
     STOP_GRACE,
     Daemon,
     DaemonStore,
@@ -32,7 +32,7 @@ from kv2render.loop import (
     ReloadRequested,
     TickEvent,
 )
-from kv2render.notify import Notifier
+from kv2render.daemon.notify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ class Watcher:
 
 def open_daemon_store(cfg: Config, stop: threading.Event) -> DaemonStore:
     """HvacSecretStore whose retry waits end when the daemon stops."""
-    from kv2render.auth import build_authenticator
-    from kv2render.vault import HvacSecretStore
+    from kv2render.store.auth import build_authenticator
+    from kv2render.store.client import HvacSecretStore
 
     return HvacSecretStore(
         cfg.vault,
@@ -155,15 +155,16 @@ def run(
 ) -> int:
     """The daemon process: exit 0 on SIGTERM/SIGINT, the error's code when retries run out."""
     from kv2render import config as config_mod
-    from kv2render.app import instance_lock, remove_leftover_temp_files, warn_transport
     from kv2render.hardening import disable_core_dumps
-    from kv2render.status import PidFile
+    from kv2render.output.instance import instance_lock, remove_leftover_temp_files
+    from kv2render.output.status import PidFile
+    from kv2render.store.transport import warn_transport
 
     disable_core_dumps(env)  # KV2-INV-380: before the first login, so no token is ever dumped
     stop = threading.Event()
     ticks = QueueTicks()
     notifier = Notifier(env)
-    warn_transport(cfg)
+    warn_transport(cfg.vault)
     lock = instance_lock(cfg)
     lock.acquire()
     pid_file = PidFile(cfg.pid_file)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kv2render.ctmpl.values import INVALID, GoSecret, JsonNumber, StringSlice, TypedNil
+from kv2render.render.ctmpl.values import INVALID, GoSecret, JsonNumber, StringSlice, TypedNil
 
 
 class JSONError(Exception):

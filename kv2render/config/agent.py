@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from kv2render.config_values import Section, kind_of
+from kv2render.config.values import Section, kind_of
 from kv2render.errors import ConfigError
 
 __all__ = [
@@ -313,8 +313,8 @@ def convert_config(path: str | os.PathLike[str]) -> str:
 
     The YAML loads to the same templates as the agent file (KV2-AC-268); relative paths keep
     resolving against the config's directory, so the YAML belongs next to the agent file."""
-    from kv2render.config_build import build
-    from kv2render.config_sources import (
+    from kv2render.config.build import build
+    from kv2render.config.sources import (
         apply_env,
         load_tree,
         refuse_inline_credentials,

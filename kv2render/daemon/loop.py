@@ -9,7 +9,7 @@
 
 :class:`Daemon` is the whole loop and takes its clock, tick source and stop
 event as arguments (STYLE.md convention 7): unit tests script the ticks and
-drive a fake clock with no sleeps. :mod:`kv2render.service` wires it to the
+drive a fake clock with no sleeps. :mod:`kv2render.daemon.service` wires it to the
 real world.
 
 Departures from Vault Agent, each a known complaint (reference/vault-agent.md):
@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from kv2render import runner
 from kv2render.config import Config
+from kv2render.daemon.notify import Notifier
 from kv2render.errors import (
     AccessDeniedError,
     AuthError,
@@ -43,11 +44,10 @@ from kv2render.errors import (
     TransientError,
 )
 from kv2render.logsetup import count
-from kv2render.notify import Notifier
+from kv2render.model import SecretVersion, TokenInfo
+from kv2render.output.status import StatusFile, TemplateStatus, document
 from kv2render.refs import SecretLocation
 from kv2render.runner import CommandResult, PreparedTemplate, RenderResult
-from kv2render.status import StatusFile, TemplateStatus, document
-from kv2render.vault import SecretVersion, TokenInfo
 
 log = logging.getLogger(__name__)
 

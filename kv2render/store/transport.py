@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import socket
 import ssl
 import threading
@@ -41,6 +42,8 @@ __all__ = [
 
 MAX_BODY_BYTES = 4 << 20  # a KV2 secret is at most 512 KiB by default in Vault
 MAX_JSON_DEPTH = 64
+
+log = logging.getLogger(__name__)
 
 
 def _reason(exc: BaseException) -> str:
@@ -328,3 +331,37 @@ def adapter_class() -> type[Any]:
             return None
 
     return _Adapter
+
+
+# ------------------------------------------------------------------ warnings at start
+
+
+def transport_warnings(vault: VaultSettings) -> list[str]:
+    """The transport settings that expose tokens and secrets (KV2-INV-190)."""
+    found: list[str] = []
+    if vault.tls_skip_verify:
+        found.append(
+            "vault.tls_skip_verify is on: the server's TLS certificate is NOT verified; "
+            "anyone on the path can read the secrets and the token"
+        )
+    if vault.address.startswith("http://") and not _is_loopback(vault.address):
+        found.append(
+            f"vault.address {vault.address} is plain http to a non-loopback host: tokens "
+            "and secrets cross the network unencrypted"
+        )
+    return found
+
+
+def warn_transport(vault: VaultSettings) -> None:
+    # KV2-INV-190: said on every start, never the default; and by check (KV2-INV-400).
+    for text in transport_warnings(vault):
+        log.warning("%s", text)
+
+
+def _is_loopback(address: str) -> bool:
+    from urllib.parse import urlsplit
+
+    from kv2render.refs import is_loopback_host
+
+    # KV2-INV-381: one test of loopback; "127.example.com" is not one (startswith was).
+    return is_loopback_host(urlsplit(address).hostname or "")

@@ -17,10 +17,10 @@ from __future__ import annotations
 import itertools
 import re
 
-from kv2render.ctmpl import nodes as n
-from kv2render.ctmpl.funcs import check_function
-from kv2render.ctmpl.parser import ParseError, parse
 from kv2render.errors import ConfigError, TemplateSyntaxError
+from kv2render.render.ctmpl import nodes as n
+from kv2render.render.ctmpl.funcs import check_function
+from kv2render.render.ctmpl.parser import ParseError, parse
 
 _FILTERS = {
     "toJSON": "toJSON",

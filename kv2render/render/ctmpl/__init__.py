@@ -23,16 +23,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from kv2render.ctmpl import nodes as n
-from kv2render.ctmpl.exec import ExecError, execute
-from kv2render.ctmpl.funcs import CallContext, check_function
-from kv2render.ctmpl.gofmt import go_quote
-from kv2render.ctmpl.parser import ParseError, parse
-from kv2render.ctmpl.values import GoSecret, make_secret
 from kv2render.errors import MissingKeyError, RenderError, TemplateSyntaxError
+from kv2render.model import SecretVersion
 from kv2render.redact import redact, scrub_quoted
 from kv2render.refs import SecretLocation, SecretRef
-from kv2render.vault import SecretVersion
+from kv2render.render.ctmpl import nodes as n
+from kv2render.render.ctmpl.exec import ExecError, execute
+from kv2render.render.ctmpl.funcs import CallContext, check_function
+from kv2render.render.ctmpl.gofmt import go_quote
+from kv2render.render.ctmpl.parser import ParseError, parse
+from kv2render.render.ctmpl.values import GoSecret, make_secret
 
 __all__ = ["CtTemplate", "compile_ctmpl", "render_ctmpl", "to_jinja2"]
 
@@ -222,6 +222,6 @@ def render_ctmpl(
 
 def to_jinja2(text: str, *, name: str, left_delim: str = "{{", right_delim: str = "}}") -> str:
     """An equivalent Jinja2 template for ``kv2render convert``; ConfigError if not expressible."""
-    from kv2render.ctmpl.convert import convert
+    from kv2render.render.ctmpl.convert import convert
 
     return convert(text, name=name, left_delim=left_delim or "{{", right_delim=right_delim or "}}")

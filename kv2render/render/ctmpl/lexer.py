@@ -84,7 +84,7 @@ class Item:
             return self.val
         if self.typ > T.KEYWORD:
             return f"<{self.val}>"
-        from kv2render.ctmpl.gofmt import go_quote
+        from kv2render.render.ctmpl.gofmt import go_quote
 
         if len(self.val) > 10:
             return go_quote(self.val[:10]) + "..."
@@ -413,7 +413,7 @@ class Lexer:
         return self.lex_inside_action
 
     def _bad_number(self) -> _State:
-        from kv2render.ctmpl.gofmt import go_quote
+        from kv2render.render.ctmpl.gofmt import go_quote
 
         return self.errorf(f"bad number syntax: {go_quote(self.input[self.start : self.pos])}")
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kv2render import __version__
+from kv2render._version import __version__
 from kv2render.errors import Kv2RenderError
 from kv2render.refs import SecretLocation
 
@@ -119,7 +119,7 @@ class StatusFile:
             return False
         write = self._write
         if write is None:
-            from kv2render.writer import write_atomic
+            from kv2render.output.writer import write_atomic
 
             write = write_atomic
         try:
@@ -173,7 +173,7 @@ class InstanceLock:
         if not path.parent.exists():
             # The status file's folder, made 0700 as the status file write would make it:
             # the lock is taken before the first pass writes anything (KV2-AC-415).
-            from kv2render.writer import create_dirs
+            from kv2render.output.writer import create_dirs
 
             create_dirs(path.parent, path)
         return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
@@ -287,7 +287,7 @@ class PidFile:
             return
         write = self._write
         if write is None:
-            from kv2render.writer import write_atomic
+            from kv2render.output.writer import write_atomic
 
             write = write_atomic
         write(self.path, str(os.getpid()).encode("ascii"), perms=0o600)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kv2render.ctmpl import gojson
-from kv2render.ctmpl.gofmt import Spec, format_value, sprint, sprintf, sprintln
-from kv2render.ctmpl.gotime import go_time_format
-from kv2render.ctmpl.values import (
+from kv2render.render.ctmpl import gojson
+from kv2render.render.ctmpl.gofmt import Spec, format_value, sprint, sprintf, sprintln
+from kv2render.render.ctmpl.gotime import go_time_format
+from kv2render.render.ctmpl.values import (
     INVALID,
     GoSecret,
     JsonNumber,

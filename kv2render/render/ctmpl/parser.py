@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from kv2render.ctmpl import nodes as n
-from kv2render.ctmpl.gofmt import go_quote, go_unquote
-from kv2render.ctmpl.lexer import Item, T, lex
+from kv2render.render.ctmpl import nodes as n
+from kv2render.render.ctmpl.gofmt import go_quote, go_unquote
+from kv2render.render.ctmpl.lexer import Item, T, lex
 
 
 class ParseError(Exception):

@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from kv2render.config_values import kind_of, parse_duration
+from kv2render.config.values import kind_of, parse_duration
 from kv2render.errors import ConfigError
 from kv2render.refs import SecretRef
 
 if TYPE_CHECKING:
-    from kv2render.config_build import Checked
+    from kv2render.config.build import Checked
 
 __all__ = [
     "AuthSettings",
@@ -175,7 +175,7 @@ def load(
     BAO_TOKEN/VAULT_TOKEN, ``auth.env_token`` is left ``None`` instead of failing.
     """
     # Imported here: these stages import the dataclasses above (no import cycle).
-    from kv2render.config_build import build
+    from kv2render.config.build import build
 
     environ: Mapping[str, str] = os.environ if env is None else env
     config_path, base, tree = _tree(path, environ, overrides)
@@ -188,7 +188,7 @@ def check_load(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = 
     Credentials are not required (``require_credentials=False``). A problem that stops the
     reading itself (no such file, a syntax error, an inline credential) is still raised.
     """
-    from kv2render.config_build import build_checked
+    from kv2render.config.build import build_checked
 
     environ: Mapping[str, str] = os.environ if env is None else env
     config_path, base, tree = _tree(path, environ, None)
@@ -201,7 +201,7 @@ def _tree(
     overrides: Mapping[str, Any] | None,
 ) -> tuple[Path | None, Path, dict[str, Any]]:
     """The file's tree with the agent rewrite, environment and overrides applied."""
-    from kv2render.config_sources import (
+    from kv2render.config.sources import (
         apply_env,
         apply_overrides,
         load_tree,
@@ -224,12 +224,12 @@ def _tree(
     if config_path is not None and config_path.suffix.lower() in (".hcl", ".json"):
         # Only HCL and JSON files can be Vault Agent configs; YAML never is, and --once
         # with a YAML config does not pay for importing agentconfig (KV2-NFR-230).
-        from kv2render import agentconfig
+        from kv2render.config import agent as agentconfig
 
         agent = agentconfig.agent_reason(config_path, tree)
     tree = unwrap_blocks(tree)
     if config_path is not None and agent is not None:
-        from kv2render import agentconfig
+        from kv2render.config import agent as agentconfig
 
         # KV2-AC-263: a Vault Agent config becomes a kv2render tree with the agent's defaults.
         converted = agentconfig.normalize(tree, config_path, reason=agent)

@@ -192,7 +192,7 @@ class TemplateNode:
     pipe: PipeNode | None
 
     def __str__(self) -> str:
-        from kv2render.ctmpl.gofmt import go_quote
+        from kv2render.render.ctmpl.gofmt import go_quote
 
         tail = "" if self.pipe is None else " " + str(self.pipe)
         return "{{template " + go_quote(self.name) + tail + "}}"

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from kv2render.config_values import as_address, as_int, join_key, show
+from kv2render.config.values import as_address, as_int, join_key, show
 from kv2render.errors import ConfigError, InlineCredentialError
 from kv2render.redact import scrub_quoted
 

@@ -28,12 +28,10 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
-from kv2render import jsonnum, transport
-from kv2render.auth import Authenticator, build_authenticator
+from kv2render import jsonnum
 from kv2render.config import Config, VaultSettings
 from kv2render.errors import (
     AccessDeniedError,
@@ -47,8 +45,11 @@ from kv2render.errors import (
     SecretReadError,
     TransientError,
 )
+from kv2render.model import SecretVersion, TokenInfo
 from kv2render.redact import scrub_http
 from kv2render.refs import SecretLocation
+from kv2render.store import transport
+from kv2render.store.auth import Authenticator, build_authenticator
 
 if TYPE_CHECKING:
     # hvac and requests are imported when a store is built, not when the contract types
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     import requests
     from hvac.adapters import RawAdapter
 
-__all__ = ["HvacSecretStore", "SecretStore", "SecretVersion", "TokenInfo", "open_store"]
+__all__ = ["HvacSecretStore", "SecretStore", "open_store"]
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +70,6 @@ _MULTIERROR_HEADER = re.compile(r"\d+ errors? occurred:\s*")  # go-multierror's 
 # last attempt can still be made (a refused connect takes a millisecond; a silent host gets
 # this second as its connect timeout).
 _LAST_ATTEMPT = 1.0
-
-
-@dataclass(frozen=True)
-class SecretVersion:
-    """One KV2 read: the version's data (never in a repr) and its metadata."""
-
-    location: SecretLocation
-    version: int  # data.metadata.version as the server reported it
-    data: Mapping[str, Any] = field(repr=False)  # data.data
-    metadata: Mapping[str, Any] = field(default_factory=dict)  # data.metadata (created_time, ...)
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    """What kv2render knows about its current token (metadata only, no token)."""
-
-    ttl: float | None  # seconds left when learned; None: no expiry (root) or no token (mtls/bearer)
-    renewable: bool
-    learned_at: float  # monotonic clock reading when ttl was learned
 
 
 class SecretStore(Protocol):

@@ -51,14 +51,14 @@ from kv2render.errors import (
     RenderError,
     TemplateSyntaxError,
 )
-from kv2render.filters import FILTERS, plain
 from kv2render.redact import REDACTED, redact, scrub_engine_text
 from kv2render.refs import SecretLocation, SecretRef, parse_ref, value_to_text
+from kv2render.render.filters import FILTERS, plain
 
 if TYPE_CHECKING:
     from jinja2 import Template
 
-    from kv2render.vault import SecretVersion
+    from kv2render.model import SecretVersion
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",

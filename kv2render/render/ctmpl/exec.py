@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kv2render.ctmpl import nodes as n
-from kv2render.ctmpl.funcs import FUNCS, CallContext, Func, FuncError
-from kv2render.ctmpl.gofmt import Spec, format_value, go_quote, print_struct_deref
-from kv2render.ctmpl.values import (
+from kv2render.render.ctmpl import nodes as n
+from kv2render.render.ctmpl.funcs import FUNCS, CallContext, Func, FuncError
+from kv2render.render.ctmpl.gofmt import Spec, format_value, go_quote, print_struct_deref
+from kv2render.render.ctmpl.values import (
     INVALID,
     GoSecret,
     JsonNumber,

@@ -22,8 +22,8 @@ from kv2render.config import (
     TemplateSpec,
     VaultSettings,
 )
-from kv2render.config_sources import env_lookup
-from kv2render.config_values import (
+from kv2render.config.sources import env_lookup
+from kv2render.config.values import (
     Section,
     as_address,
     as_bool,

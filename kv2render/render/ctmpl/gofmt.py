@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from kv2render.ctmpl.values import (
+from kv2render.render.ctmpl.values import (
     INVALID,
     GoSecret,
     JsonNumber,

@@ -1,0 +1,36 @@
+"""Value objects that cross stages: what a read returned, what is known of the token.
+
+Frozen dataclasses; secret-bearing fields are ``repr=False`` (KV2-INV-001). The reference
+types (:class:`~kv2render.refs.SecretRef`, :class:`~kv2render.refs.SecretLocation`) live
+with their grammar in :mod:`kv2render.refs`; the render result types with the pass that
+makes them, in :mod:`kv2render.runner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kv2render.refs import SecretLocation
+
+__all__ = ["SecretVersion", "TokenInfo"]
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    """One KV2 read: the version's data (never in a repr) and its metadata."""
+
+    location: SecretLocation
+    version: int  # data.metadata.version as the server reported it
+    data: Mapping[str, Any] = field(repr=False)  # data.data
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # data.metadata (created_time, ...)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What kv2render knows about its current token (metadata only, no token)."""
+
+    ttl: float | None  # seconds left when learned; None: no expiry (root) or no token (mtls/bearer)
+    renewable: bool
+    learned_at: float  # monotonic clock reading when ttl was learned
