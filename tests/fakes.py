@@ -25,16 +25,15 @@ What it models from the real server (measured, ../shared/reference/openbao-real.
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from kv2render import jsonnum
+from kv2render.devserver.numbers import float64_text
 from kv2render.errors import (
     AccessDeniedError,
     AuthError,
@@ -86,24 +85,12 @@ def openbao_number_text(text: str) -> str:
     """The JSON text OpenBao sends back for a number written as ``text``.
 
     KV v2 decodes a write into Go ``float64`` values and re-encodes them with Go's
-    ``encoding/json``: shortest round-trip digits, plain notation for 1e-6 <= |x| < 1e21 and
-    exponent notation (``1e-7``, ``1e+21``) outside it. Measured on the real server:
-    ``1.50`` -> ``1.5``, ``1e3`` -> ``1000``, ``-0`` -> ``-0``,
-    ``12345678901234567890`` -> ``12345678901234567000`` (openbao-real.md).
+    ``encoding/json``. Measured on the real server: ``1.50`` -> ``1.5``, ``1e3`` -> ``1000``,
+    ``-0`` -> ``-0``, ``12345678901234567890`` -> ``12345678901234567000`` (openbao-real.md).
+    The dev server's openbao flavour models the same, so both use its ``float64_text``;
+    tests/contract checks the pair against the real server on the hard cases (KV2-AC-374).
     """
-    value = float(text)
-    if value == 0:
-        return "-0" if math.copysign(1.0, value) < 0 else "0"
-    magnitude = abs(value)
-    if 1e-6 <= magnitude < 1e21:
-        plain = format(Decimal(repr(value)).normalize(), "f")
-        return plain
-    mantissa, exponent = repr(value).split("e")
-    sign = exponent[0] if exponent[0] in "+-" else "+"
-    digits = exponent.lstrip("+-").lstrip("0") or "0"
-    if sign == "-":
-        return f"{mantissa}e-{digits}"
-    return f"{mantissa}e+{digits.zfill(2)}"
+    return float64_text(float(text))
 
 
 def _as_openbao_stores(value: Any) -> Any:
