@@ -3,7 +3,10 @@ raw-socket HTTP server for hostile responses, and file-system probes.
 
 Every scenario ends with :func:`record`, one ``FAULTS-SUMMARY {json}`` line on stdout
 (and appended to ``$KV2RENDER_FAULTS_SUMMARY`` when set): what it tried and what
-survived. docs/reliability.md tabulates the full forms' lines (KV2-AC-294).
+survived. docs/reliability.md tabulates the full forms' lines (KV2-AC-294). A module whose
+scenario is its set of test cases writes the line from a module fixture's finalizer, from
+the cases' own outcomes (:func:`outcome`), never from a test that depends on running last
+(KV2-AC-376).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.integration.cli_helpers import DaemonProcess
 
@@ -45,6 +50,18 @@ def record(scenario: str, *, tries: int, survived: int, **figures: Any) -> dict[
         with open(target, "a", encoding="utf-8") as handle:
             handle.write(text + "\n")
     return line
+
+
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()  # filled by tests/faults/conftest.py
+
+
+def outcome(item: pytest.Item) -> bool | None:
+    """Whether a case that has run its call phase survived: True when setup and call passed,
+    False when either failed (an xfail too), None when it was skipped (not a try)."""
+    reports = item.stash.get(REPORTS, {})
+    if any(r.skipped and not hasattr(r, "wasxfail") for r in reports.values()):
+        return None
+    return "call" in reports and all(r.passed for r in reports.values())
 
 
 def mode_of(path: Path) -> int:
