@@ -33,7 +33,6 @@ path such as ``template[1].destination`` or ``file:line``) and ``hint`` the fix.
 from __future__ import annotations
 
 __all__ = [
-    "EXIT_OK",
     "AccessDeniedError",
     "AuthError",
     "BadResponseError",
@@ -52,8 +51,6 @@ __all__ = [
     "TransientError",
     "WriteError",
 ]
-
-EXIT_OK = 0
 
 
 class Kv2RenderError(Exception):

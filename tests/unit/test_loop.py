@@ -146,9 +146,6 @@ class FakeNotifier:
     def status(self, text: str) -> bool:
         return self.send(f"STATUS={text}")
 
-    def reloading(self) -> bool:
-        return self.send("RELOADING=1")
-
     def stopping(self) -> bool:
         return self.send("STOPPING=1")
 
