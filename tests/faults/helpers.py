@@ -56,12 +56,41 @@ REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()  # filled by tests/fau
 
 
 def outcome(item: pytest.Item) -> bool | None:
-    """Whether a case that has run its call phase survived: True when setup and call passed,
-    False when either failed (an xfail too), None when it was skipped (not a try)."""
+    """Whether a case survived: True when setup and call passed, False when either failed (an
+    xfail too), None when it did not run or was skipped (not a try)."""
     reports = item.stash.get(REPORTS, {})
-    if any(r.skipped and not hasattr(r, "wasxfail") for r in reports.values()):
+    if not reports or any(r.skipped and not hasattr(r, "wasxfail") for r in reports.values()):
         return None
     return "call" in reports and all(r.passed for r in reports.values())
+
+
+def case_outcomes(request: pytest.FixtureRequest, prefix: str = "test_") -> dict[str, bool]:
+    """The outcomes of this module's cases named ``prefix...`` that ran in this session, for a
+    module fixture's finalizer (the module's last case has its call report by then)."""
+    found: dict[str, bool] = {}
+    for item in request.session.items:
+        if getattr(item, "module", None) is not request.module or not item.name.startswith(prefix):
+            continue
+        survived = outcome(item)
+        if survived is not None:
+            found[item.name.removeprefix("test_")] = survived
+    return found
+
+
+def record_cases(
+    request: pytest.FixtureRequest, scenario: str, prefix: str = "test_", **figures: Any
+) -> None:
+    """One FAULTS-SUMMARY line for the module's cases that ran: tries, survived and the names
+    of those that did not survive (KV2-AC-294, KV2-AC-376). Nothing when none ran."""
+    outcomes = case_outcomes(request, prefix)
+    if outcomes:
+        record(
+            scenario,
+            tries=len(outcomes),
+            survived=sum(outcomes.values()),
+            failed=sorted(name for name, ok in outcomes.items() if not ok),
+            **figures,
+        )
 
 
 def mode_of(path: Path) -> int:

@@ -28,8 +28,7 @@ from .helpers import (
     Seen,
     kv2_body,
     mode_of,
-    outcome,
-    record,
+    record_cases,
     wait_until,
 )
 
@@ -45,26 +44,11 @@ _LOOKUP = json.dumps(
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _summary() -> Iterator[dict[str, bool]]:
+def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
     """KV2-AC-294 KV2-AC-376: the module's FAULTS-SUMMARY line, written after its last case
     from the outcomes of the cases that ran (xfails count as not survived)."""
-    outcomes: dict[str, bool] = {}
-    yield outcomes
-    if outcomes:
-        record(
-            "hostile-responses",
-            tries=len(outcomes),
-            survived=sum(outcomes.values()),
-            failed=sorted(name for name, ok in outcomes.items() if not ok),
-        )
-
-
-@pytest.fixture(autouse=True)
-def _outcome(request: pytest.FixtureRequest, _summary: dict[str, bool]) -> Iterator[None]:
     yield
-    survived = outcome(request.node)
-    if survived is not None:
-        _summary[request.node.name.removeprefix("test_")] = survived
+    record_cases(request, "hostile-responses")
 
 
 def _lookup_or(conn: RawConnection, seen: Seen) -> bool:
