@@ -10,9 +10,8 @@ environment dump, and the dev server's request log. Internal APIs (``config.load
 text and reprs, and the daemon runs as a subprocess with a status file.
 
 A known leak is fixed, not marked: no scenario passes ``xfail=`` to ``scenario()`` and a
-daemon that crashes is a failure (KV2-AC-377, checked by tests/test_honesty.py). The
-``xfail`` parameter stays only as a strict mark for a leak owned elsewhere, should one be
-found while its fix lands.
+daemon that crashes is a failure (KV2-AC-377). tests/test_honesty.py fails when a
+scenario uses the ``xfail`` parameter.
 """
 
 from __future__ import annotations
