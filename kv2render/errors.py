@@ -36,7 +36,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 __all__ = [
-    "EXIT_OK",
     "AccessDeniedError",
     "AuthError",
     "BadResponseError",
@@ -58,8 +57,6 @@ __all__ = [
     "flatten",
     "raise_all",
 ]
-
-EXIT_OK = 0
 
 
 class Kv2RenderError(Exception):

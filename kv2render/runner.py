@@ -25,7 +25,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 from kv2render.config import Config, TemplateSpec
@@ -621,7 +620,3 @@ def run_changed_commands(
         else:
             out.append(CommandResult(command, indices))
     return tuple(out)
-
-
-def destinations(prepared: Iterable[PreparedTemplate]) -> list[Path]:
-    return [item.spec.destination for item in prepared]

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIR = ROOT / "docs" / "spec"
 MAIN_SPEC = SPEC_DIR / "kv2render.md"
@@ -67,9 +65,6 @@ REQUIRED_SECTIONS = (
     "Safety Impact",
     "Resolved decisions",
 )
-
-# Every issue has landed (issue #2): a rule still marked planned but already cited fails.
-FAIL_ON_PLANNED_BUT_CITED = True
 
 
 @dataclass
@@ -304,12 +299,11 @@ def test_traceability_table_rows_are_true() -> None:
 
 
 def test_planned_rules_that_are_already_cited() -> None:
-    """A built rule must not stay planned (issue #2); strict once the lead turns it on."""
+    """A built rule must not stay planned (issue #2): an inconsistency fails, never skips
+    (KV2-AC-458)."""
     cited = cited_ids()
     stale = sorted(r.id for r in _acceptance_rules() if r.planned and r.id in cited)
-    if stale and not FAIL_ON_PLANNED_BUT_CITED:
-        pytest.skip(f"planned but already cited (remove their markers): {', '.join(stale)}")
-    assert not stale, f"planned but already cited: {stale}"
+    assert not stale, f"planned but already cited (remove their markers): {stale}"
 
 
 def test_parser_reads_the_documented_format(tmp_path: Path) -> None:

@@ -4,7 +4,10 @@ systemd passes a datagram socket path in ``NOTIFY_SOCKET`` to a ``Type=notify``
 service; the service sends newline-separated ``KEY=VALUE`` assignments to it
 (sd_notify(3)). kv2render sends ``READY=1`` after the first complete render,
 ``STATUS=...`` lines, ``WATCHDOG=1`` every half ``WATCHDOG_USEC`` when the unit
-sets ``WatchdogSec=``, and ``STOPPING=1`` on shutdown (KV2-FC-16x).
+sets ``WatchdogSec=``, and ``STOPPING=1`` on shutdown (KV2-FC-16x). It sends no
+``RELOADING=1``: the example units are ``Type=notify`` with SIGHUP as ExecReload, and
+``RELOADING=1`` is only honest when a ``READY=1`` ends every reload, refused ones included
+(``Type=notify-reload``, KV2-NFR-451).
 
 Without ``NOTIFY_SOCKET`` every call is a no-op, so the daemon code never asks
 whether it runs under systemd. A send that fails is logged once at DEBUG and
@@ -66,9 +69,6 @@ class Notifier:
 
     def stopping(self) -> bool:
         return self.send("STOPPING=1")
-
-    def reloading(self) -> bool:
-        return self.send("RELOADING=1")
 
 
 def _one_line(text: str) -> str:

@@ -3,7 +3,10 @@ raw-socket HTTP server for hostile responses, and file-system probes.
 
 Every scenario ends with :func:`record`, one ``FAULTS-SUMMARY {json}`` line on stdout
 (and appended to ``$KV2RENDER_FAULTS_SUMMARY`` when set): what it tried and what
-survived. docs/reliability.md tabulates the full forms' lines (KV2-AC-294).
+survived. docs/reliability.md tabulates the full forms' lines (KV2-AC-294). A module whose
+scenario is its set of test cases writes the line from a module fixture's finalizer, from
+the cases' own outcomes (:func:`outcome`), never from a test that depends on running last
+(KV2-AC-456).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.integration.cli_helpers import DaemonProcess
 
@@ -45,6 +50,47 @@ def record(scenario: str, *, tries: int, survived: int, **figures: Any) -> dict[
         with open(target, "a", encoding="utf-8") as handle:
             handle.write(text + "\n")
     return line
+
+
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()  # filled by tests/faults/conftest.py
+
+
+def outcome(item: pytest.Item) -> bool | None:
+    """Whether a case survived: True when setup and call passed, False when either failed (an
+    xfail too), None when it did not run or was skipped (not a try)."""
+    reports = item.stash.get(REPORTS, {})
+    if not reports or any(r.skipped and not hasattr(r, "wasxfail") for r in reports.values()):
+        return None
+    return "call" in reports and all(r.passed for r in reports.values())
+
+
+def case_outcomes(request: pytest.FixtureRequest, prefix: str = "test_") -> dict[str, bool]:
+    """The outcomes of this module's cases named ``prefix...`` that ran in this session, for a
+    module fixture's finalizer (the module's last case has its call report by then)."""
+    found: dict[str, bool] = {}
+    for item in request.session.items:
+        if getattr(item, "module", None) is not request.module or not item.name.startswith(prefix):
+            continue
+        survived = outcome(item)
+        if survived is not None:
+            found[item.name.removeprefix("test_")] = survived
+    return found
+
+
+def record_cases(
+    request: pytest.FixtureRequest, scenario: str, prefix: str = "test_", **figures: Any
+) -> None:
+    """One FAULTS-SUMMARY line for the module's cases that ran: tries, survived and the names
+    of those that did not survive (KV2-AC-294, KV2-AC-456). Nothing when none ran."""
+    outcomes = case_outcomes(request, prefix)
+    if outcomes:
+        record(
+            scenario,
+            tries=len(outcomes),
+            survived=sum(outcomes.values()),
+            failed=sorted(name for name, ok in outcomes.items() if not ok),
+            **figures,
+        )
 
 
 def mode_of(path: Path) -> int:

@@ -10,6 +10,7 @@ resource guards before this suite (fixed: see docs/reliability.md).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from kv2render.errors import RenderError, TemplateSyntaxError
 from kv2render.runner import prepare_one
 
 from ..integration.cli_helpers import run_cli, write_config
-from .helpers import mode_of, record
+from .helpers import mode_of, record_cases
 
 SENTINEL = "S3NTINEL-hostile-template-7f3a"
 REF = "vault+kv2:///secret/data/app/db#password"
@@ -202,7 +203,12 @@ def seeded(dev_server: DevServer) -> DevServer:
     return dev_server
 
 
-_RESULTS: list[bool] = []
+@pytest.fixture(scope="module", autouse=True)
+def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
+    """KV2-AC-294 KV2-AC-456: the scenario's figures, from the hostile-template cases that ran
+    (a fixture finalizer: no test has to run after the others)."""
+    yield
+    record_cases(request, "hostile-templates", prefix="test_hostile_template_", cases=len(CASES))
 
 
 @pytest.mark.parametrize(
@@ -239,17 +245,6 @@ def test_hostile_template_is_refused_and_old_file_kept(
         {"VAULT_ADDR": seeded.url, "VAULT_TOKEN": seeded.root_token},
     )
     elapsed = time.monotonic() - started
-    ok = (
-        result.code == code
-        and all(w in result.text for w in words)
-        and "template[0]" in result.text
-        and SENTINEL not in result.text
-        and "Traceback" not in result.text
-        and dest.read_bytes() == OLD
-        and dest.stat().st_ino == before.st_ino
-        and elapsed < 30
-    )
-    _RESULTS.append(ok)
     assert result.code == code, result.text
     for word in words:
         assert word in result.text, result.text
@@ -259,12 +254,6 @@ def test_hostile_template_is_refused_and_old_file_kept(
     assert dest.read_bytes() == OLD and dest.stat().st_ino == before.st_ino
     assert mode_of(dest) == 0o600
     assert elapsed < 30, f"{name} took {elapsed:.1f}s"
-
-
-def test_hostile_templates_summary() -> None:
-    """KV2-AC-294: the scenario's figures (runs after the parametrized cases)."""
-    record("hostile-templates", tries=len(_RESULTS), survived=sum(_RESULTS), cases=len(CASES))
-    assert all(_RESULTS)
 
 
 # -- the consul-template fixes, at the function level -------------------------------------

@@ -810,7 +810,9 @@ def test_examples_keep_the_password_out_of_logs(pairs: dict[str, Pair]) -> None:
     assert sum(b"sentinel-Pw" in data for data in rendered) >= 4
 
 
-def test_summary(pairs: dict[str, Pair], capsys: pytest.CaptureFixture[str]) -> None:
+def test_tally_has_no_accidental_difference(
+    pairs: dict[str, Pair], capsys: pytest.CaptureFixture[str]
+) -> None:
     """KV2-AC-333: the tally (cases compared, agreeing, divergent by divergence) and the time:
     no process comes near its timeout."""
     tally: dict[str, int] = {}

@@ -1,6 +1,7 @@
 """The daemon loop driven by a scripted tick source and a fake clock: no sleeps, no network.
 
-Each test builds a :class:`Daemon` around our own FakeSecretStore (STYLE.md convention 6),
+Each test builds a :class:`Daemon` around the shared FakeSecretStore (tests/fakes.py, pinned to
+the real store by tests/contract; STYLE.md convention 6),
 a fake disk (a dict standing in for writer.write_atomic: unchanged bytes -> False) and a
 command recorder, then scripts what happens between waits (convention 7).
 """
@@ -25,7 +26,6 @@ from kv2render.errors import (
     AuthError,
     CommandError,
     ConfigError,
-    Kv2RenderError,
     SecretNotFoundError,
     TransientError,
 )
@@ -33,23 +33,13 @@ from kv2render.model import SecretVersion, TokenInfo
 from kv2render.output.status import StatusFile
 from kv2render.refs import SecretLocation, parse_ref
 from kv2render.runner import CommandResult, PreparedTemplate, RenderResult
+from tests.fakes import FakeClock, FakeSecretStore
 
 SENTINEL = "s3ntinel-VALUE-7f3a"
 INTERVAL = 100.0
 
 
 # -- fakes --------------------------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
 
 
 @dataclass(frozen=True)
@@ -111,77 +101,6 @@ class ScriptedTicks:
         return [item]
 
 
-class FakeAuthenticator:
-    def __init__(self) -> None:
-        self.files: tuple[Path, ...] = ()
-
-    def credential_files(self) -> tuple[Path, ...]:
-        return self.files
-
-
-class FakeSecretStore:
-    """Our SecretStore + token lifecycle, in memory, counting every call."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.data: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self.reads: dict[SecretLocation, int] = {}
-        self.fail: dict[SecretLocation | None, Kv2RenderError] = {}  # None: every read
-        self.logins = 0
-        self.renewals = 0
-        self.login_errors: list[Kv2RenderError] = []
-        self.renew_errors: list[Kv2RenderError] = []
-        self.ttl: float | None = None
-        self.renewable = False
-        self.max_expiry: float | None = None  # absolute fake time a renewal cannot pass
-        self._token_info: TokenInfo | None = None
-        self.authenticator = FakeAuthenticator()
-        self.closed = False
-
-    def put(self, mount_path: str, **values: Any) -> int:
-        mount, path = mount_path.split("/", 1)
-        self.data.setdefault((mount, path), []).append(dict(values))
-        return len(self.data[(mount, path)])
-
-    def read(self, location: SecretLocation) -> SecretVersion:
-        self.reads[location] = self.reads.get(location, 0) + 1
-        for key in (location, None):
-            if key in self.fail:
-                raise self.fail[key]
-        versions = self.data.get((location.mount, location.path))
-        if not versions:
-            raise SecretNotFoundError("no secret", where=str(location))
-        number = location.version or len(versions)
-        return SecretVersion(location, number, versions[number - 1], {"version": number})
-
-    def login(self) -> TokenInfo | None:
-        self.logins += 1
-        if self.login_errors:
-            raise self.login_errors.pop(0)
-        self._token_info = (
-            None if self.ttl is None else TokenInfo(self.ttl, self.renewable, self.clock())
-        )
-        return self._token_info
-
-    def renew(self) -> TokenInfo:
-        self.renewals += 1
-        if self.renew_errors:
-            raise self.renew_errors.pop(0)
-        assert self.ttl is not None
-        ttl = self.ttl
-        if self.max_expiry is not None:
-            ttl = max(0.0, min(ttl, self.max_expiry - self.clock()))
-        self._token_info = TokenInfo(ttl, self.renewable, self.clock())
-        return self._token_info
-
-    @property
-    def token_info(self) -> TokenInfo | None:
-        return self._token_info
-
-    def close(self) -> None:
-        self.closed = True
-
-
 class FakeDisk:
     """Stands in for writer.write_atomic: identical bytes -> False and nothing written."""
 
@@ -226,9 +145,6 @@ class FakeNotifier:
 
     def status(self, text: str) -> bool:
         return self.send(f"STATUS={text}")
-
-    def reloading(self) -> bool:
-        return self.send("RELOADING=1")
 
     def stopping(self) -> bool:
         return self.send("STOPPING=1")
@@ -804,7 +720,7 @@ def test_version_going_backwards_is_refused() -> None:
     h = two_templates()
     h.run(Do(lambda: h.store.put("secret/a", pw="a2")), POLL)
     assert h.content(0) == b"a2"
-    h.store.data[("secret", "a")].pop()
+    h.store.rollback("secret/a")
     h.run(POLL, POLL)
     assert h.content(0) == b"a2"
     assert "version 1 after version 2" in h.last_status()["templates"][0]["last_error"]

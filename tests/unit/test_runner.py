@@ -1,4 +1,5 @@
-"""One render pass, against a fake of our own SecretStore protocol (no server, no hvac)."""
+"""One render pass, against the shared fake of our own SecretStore protocol (tests/fakes.py;
+no server, no hvac)."""
 
 from __future__ import annotations
 
@@ -10,28 +11,8 @@ from typing import Any
 from kv2render import runner
 from kv2render.config import TemplateSpec
 from kv2render.errors import SecretNotFoundError
-from kv2render.model import SecretVersion
-from kv2render.refs import SecretLocation, parse_ref
-
-
-class FakeStore:
-    """Our SecretStore protocol, in memory, counting reads."""
-
-    def __init__(self, secrets: dict[str, dict[str, Any]]) -> None:
-        self.secrets = secrets
-        self.reads: list[SecretLocation] = []
-        self.lock = threading.Lock()
-
-    def read(self, location: SecretLocation) -> SecretVersion:
-        with self.lock:
-            self.reads.append(location)
-        data = self.secrets.get(f"{location.mount}/{location.path}")
-        if data is None:
-            raise SecretNotFoundError("no secret", where=str(location))
-        return SecretVersion(location, 1, data, {"version": 1})
-
-    def close(self) -> None:
-        pass
+from kv2render.refs import parse_ref
+from tests.fakes import FakeSecretStore
 
 
 def _ref_spec(index: int, dest: Path, ref: str) -> TemplateSpec:
@@ -41,7 +22,7 @@ def _ref_spec(index: int, dest: Path, ref: str) -> TemplateSpec:
 def test_each_unique_secret_is_read_once_and_failures_stay_local(tmp_path: Path) -> None:
     """KV2-AC-067 KV2-AC-099 KV2-INV-052: one read per unique secret; a missing secret fails
     its template only; the exit code is the first failure's in config order."""
-    store = FakeStore({"secret/a": {"k": "A"}, "secret/b": {"k": "B"}})
+    store = FakeSecretStore(secrets={"secret/a": {"k": "A"}, "secret/b": {"k": "B"}})
     specs = [
         _ref_spec(0, tmp_path / "a1", "vault+kv2:///secret/data/a#k"),
         _ref_spec(1, tmp_path / "missing", "vault+kv2:///secret/data/nope#k"),
@@ -50,7 +31,11 @@ def test_each_unique_secret_is_read_once_and_failures_stay_local(tmp_path: Path)
     ]
     prepared = [runner.prepare_one(spec) for spec in specs]
     report = runner.run_pass(prepared, store, concurrency=4)
-    assert sorted(str(loc) for loc in store.reads) == ["secret/a", "secret/b", "secret/nope"]
+    assert {str(loc): n for loc, n in store.reads.items()} == {
+        "secret/a": 1,
+        "secret/b": 1,
+        "secret/nope": 1,
+    }
     assert [r.ok for r in report.results] == [True, False, True, True]
     assert report.exit_code == SecretNotFoundError.exit_code
     assert (tmp_path / "a1").read_text() == "A" and (tmp_path / "b").read_text() == "B"
@@ -59,7 +44,7 @@ def test_each_unique_secret_is_read_once_and_failures_stay_local(tmp_path: Path)
 
 def test_renders_and_writes_run_concurrently_in_config_order(tmp_path: Path) -> None:
     """KV2-INV-102: writes run in the bounded pool (several at once), results keep config order."""
-    store = FakeStore({f"secret/s{i}": {"k": f"v{i}"} for i in range(8)})
+    store = FakeSecretStore(secrets={f"secret/s{i}": {"k": f"v{i}"} for i in range(8)})
     prepared = [
         runner.prepare_one(_ref_spec(i, tmp_path / f"o{i}", f"vault+kv2:///secret/data/s{i}#k"))
         for i in range(8)
@@ -92,7 +77,7 @@ def test_renders_and_writes_run_concurrently_in_config_order(tmp_path: Path) -> 
 def test_a_crashing_render_costs_its_own_template_only(tmp_path: Path) -> None:
     """KV2-INV-102: an unexpected exception in one render is an internal error for that
     template (exit 1); the others still render and write."""
-    store = FakeStore({"secret/a": {"k": "A"}})
+    store = FakeSecretStore(secrets={"secret/a": {"k": "A"}})
     good = runner.prepare_one(_ref_spec(0, tmp_path / "good", "vault+kv2:///secret/data/a#k"))
     bad_spec = _ref_spec(1, tmp_path / "bad", "vault+kv2:///secret/data/a#k")
 
