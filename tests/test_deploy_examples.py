@@ -74,16 +74,16 @@ def test_systemd_verify_catches_a_broken_unit(tmp_path: Path) -> None:
     """KV2-AC-410: the check above can fail: a misspelt key is reported."""
     broken = tmp_path / "src"
     broken.mkdir()
-    text = (SYSTEMD / "kv2render.daemon.service").read_text(encoding="utf-8")
-    (broken / "kv2render.daemon.service").write_text(text.replace("Type=notify", "Type=notifyy"))
-    proc = _verify([broken / "kv2render.daemon.service"], tmp_path)
+    text = (SYSTEMD / "kv2render.service").read_text(encoding="utf-8")
+    (broken / "kv2render.service").write_text(text.replace("Type=notify", "Type=notifyy"))
+    proc = _verify([broken / "kv2render.service"], tmp_path)
     assert proc.stderr.strip() != ""
 
 
 def test_systemd_example_needs_no_privilege_to_reload_the_app() -> None:
     """KV2-AC-411: under User=kv2render and NoNewPrivileges=yes, kv2render runs no
     ``systemctl``; a path unit run by systemd reloads the app when the output is replaced."""
-    unit = (SYSTEMD / "kv2render.daemon.service").read_text(encoding="utf-8")
+    unit = (SYSTEMD / "kv2render.service").read_text(encoding="utf-8")
     assert "User=kv2render" in unit and "NoNewPrivileges=yes" in unit
     config = yaml.safe_load((SYSTEMD / "kv2render.yaml").read_text(encoding="utf-8"))
     for template in config["template"]:

@@ -17,7 +17,7 @@ EXAMPLES = REPO / "examples"
 def _unit() -> configparser.RawConfigParser:
     parser = configparser.RawConfigParser(strict=False)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read(EXAMPLES / "systemd" / "kv2render.daemon.service", encoding="utf-8")
+    parser.read(EXAMPLES / "systemd" / "kv2render.service", encoding="utf-8")
     return parser
 
 

@@ -26,7 +26,7 @@ FENCE = re.compile(r"^```[a-z]*\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 VERBATIM = [
     "kv2render.yaml",
     "kv2render-policy.hcl",
-    "kv2render.daemon.service",
+    "kv2render.service",
     "signals-after-kv2render.conf",
     "signals-password-file.yaml",
     "signals-pgpass-file.yaml",
@@ -107,7 +107,7 @@ def test_the_unit_can_hand_files_to_the_connector() -> None:
     see tests/unit/test_writer.py); the unit runs the documented config."""
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str  # type: ignore[assignment,method-assign]
-    unit.read_string((EXAMPLES / "kv2render.daemon.service").read_text())
+    unit.read_string((EXAMPLES / "kv2render.service").read_text())
     service = unit["Service"]
     assert service["ExecStart"].endswith("--config /etc/kv2render/kv2render.yaml")
     tree = yaml.safe_load(EXAMPLE_CONFIG.read_text())
