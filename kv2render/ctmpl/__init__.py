@@ -31,7 +31,7 @@ from kv2render.ctmpl.exec import ExecError, execute
 from kv2render.ctmpl.funcs import CallContext, FuncError, check_function
 from kv2render.ctmpl.gofmt import go_quote
 from kv2render.ctmpl.parser import ParseError, parse
-from kv2render.ctmpl.values import GoSecret, TypedNil, make_secret
+from kv2render.ctmpl.values import GoSecret, make_secret
 from kv2render.errors import (
     MissingKeyError,
     ReferenceSyntaxError,
@@ -213,9 +213,9 @@ def render_ctmpl(
     """Render with Vault Agent's semantics; RenderError/MissingKeyError name ``name:line:col``.
 
     A path computed while rendering is looked up in ``secrets``; when it is not there the
-    call gives a nil secret (consul-template's ``missing``), the render goes on, and
-    SecretsMissing lists every such location at the end: nothing of it is written
-    (KV2-INV-390). ``used`` receives the computed paths' locations of a complete render.
+    call gives nil, as consul-template's does for a secret it has not fetched, the render
+    goes on, and SecretsMissing lists every such location at the end: nothing of it is
+    written (KV2-INV-390). ``used`` receives the computed paths' locations of a complete render.
     """
     cache: dict[SecretLocation, GoSecret] = {}
     resolved: dict[str, SecretLocation] = {}
@@ -236,13 +236,13 @@ def render_ctmpl(
             location = resolved[path] = ref.location
         return location
 
-    def secret(path: str) -> GoSecret | TypedNil:
+    def secret(path: str) -> GoSecret | None:
         location = locate(path)
         if location not in cache:
             version = secrets.get(location)
             if version is None:
                 missing.setdefault(location, f"{tpl.name}:{_line_of(tpl.text, ctx.pos)}")
-                return _NIL_SECRET
+                return None  # consul-template's nil for a secret not fetched yet
             cache[location] = make_secret(version.data, version.metadata)
             seen.add(location)
         return cache[location]
@@ -281,10 +281,6 @@ def render_ctmpl(
     if used is not None:
         used.update(seen - tpl.locations)
     return out
-
-
-# consul-template's secretFunc result for a secret not read yet: a nil *dependency.Secret.
-_NIL_SECRET = TypedNil("*dependency.Secret")
 
 
 def to_jinja2(text: str, *, name: str, left_delim: str = "{{", right_delim: str = "}}") -> str:

@@ -49,7 +49,7 @@ class FuncError(Exception):
 class CallContext:
     env: Mapping[str, str]
     now: Callable[[], datetime]
-    secret: Callable[[str], GoSecret | TypedNil]
+    secret: Callable[[str], GoSecret | None]
     # max_output_bytes: also the largest string a function may build (issue 10 item 3).
     max_bytes: int = 1 << 20
     # KV2-INV-367: time.monotonic() after which the render stops, and the budget it came from.
