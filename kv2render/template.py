@@ -290,7 +290,8 @@ def _resolve(state: _RenderState, func: str, text: Any) -> SecretRef:
     it may be derived from a secret value (KV2-INV-366, KV2-FC-390)."""
     if not isinstance(text, str):
         raise RenderError(
-            f"{func}() needs a reference string; it was given a {type(text).__name__} value",
+            f"{func}() needs a reference string; it was given a value of type "
+            f"{type(text).__name__}",
             hint=f'pass {func}() one string, e.g. {func}("vault+kv2:///secret/data/app")',
         )
     ref = state.resolved.get((func, text))
