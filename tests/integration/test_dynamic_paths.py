@@ -170,7 +170,10 @@ def test_rounds_are_bounded(seeded: DevServer, workdir: Path) -> None:
     assert result.code == 5, result.text
     assert (workdir / "ok.out").read_text() == "v5\n"
     assert not (workdir / "deep.out").exists()
-    assert f"deep.ctmpl:1: secret paths computed while rendering still named unread secrets after {MAX_DISCOVERY_ROUNDS} read rounds (first: secret/chain/c6)" in result.text
+    assert (
+        f"deep.ctmpl:1: secret paths computed while rendering still named unread secrets after {MAX_DISCOVERY_ROUNDS} read rounds (first: secret/chain/c6)"
+        in result.text
+    )
 
 
 @pytest.mark.parametrize(
@@ -183,7 +186,7 @@ def test_rounds_are_bounded(seeded: DevServer, workdir: Path) -> None:
         ),
         (
             "t.j2",
-            "ok\n{{ secret(kv2(\"vault+kv2:///secret/data/tenants/acme#password\")) }}",
+            'ok\n{{ secret(kv2("vault+kv2:///secret/data/tenants/acme#password")) }}',
         ),
         ("e.ctmpl", 'ok\n{{ with secret (env "VAULT_TOKEN") }}{{ end }}'),
     ],
@@ -197,9 +200,7 @@ def test_invalid_computed_path_names_line_never_text(
     (workdir / name).write_text(text, encoding="utf-8")
     (workdir / "out").write_text("last good")
     cfg = write_config(workdir, {"template": [{"source": name, "destination": "out"}]})
-    result = run_cli(
-        ["--config", str(cfg), "--once", "--log-level", "debug"], token_env(seeded)
-    )
+    result = run_cli(["--config", str(cfg), "--once", "--log-level", "debug"], token_env(seeded))
     assert result.code == 5, result.text
     assert f"{name}:2" in result.text
     assert "is not shown" in result.text
@@ -226,7 +227,9 @@ def test_failed_read_of_a_computed_path_fails_that_template(
             ]
         },
     )
-    result = run_cli(["--config", str(cfg), "--once"], token_env(seeded, ENV="staging", SERVICES="api"))
+    result = run_cli(
+        ["--config", str(cfg), "--once"], token_env(seeded, ENV="staging", SERVICES="api")
+    )
     assert result.code == 4, result.text
     assert "secret/platform/staging/alerting" in result.text
     assert (workdir / "gone.out").read_text() == "last good"
@@ -269,8 +272,14 @@ def test_check_lists_constant_and_dynamic_references(workdir: Path) -> None:
     )
     result = run_cli(["check", "--config", str(cfg)])
     assert result.code == 0, result.text
-    assert "template[1]: dynamic secret path at template[1].contents:1 (resolved while rendering)" in result.out
-    assert f"template[2]: dynamic secret path at {workdir / 't.ctmpl'}:3 (resolved while rendering)" in result.out
+    assert (
+        "template[1]: dynamic secret path at template[1].contents:1 (resolved while rendering)"
+        in result.out
+    )
+    assert (
+        f"template[2]: dynamic secret path at {workdir / 't.ctmpl'}:3 (resolved while rendering)"
+        in result.out
+    )
     assert "secret/a, secret/b" in result.out  # the piped constant is a constant reference
     assert "2 unique secrets (+ 2 computed while rendering)" in result.out
     json_result = run_cli(["check", "--config", str(cfg), "--log-format", "json"])
@@ -295,13 +304,11 @@ template {{
     [
         '{{ with secret "secret/data/a" "k=v" }}{{ end }}',
         '{{ with "k=v" | secret (printf "secret/data/%s" (env "X")) }}{{ end }}',
-        "{{ pkiCert \"pki/issue/x\" }}",
+        '{{ pkiCert "pki/issue/x" }}',
         "{{ secret }}",
     ],
 )
-def test_refused_template_exits_2_in_every_config_form(
-    workdir: Path, form: str, body: str
-) -> None:
+def test_refused_template_exits_2_in_every_config_form(workdir: Path, form: str, body: str) -> None:
     """KV2-FC-393 KV2-AC-397: a template kv2render cannot run is a configuration error,
     exit 2 (never 1), whether the config is YAML, JSON, Vault Agent HCL or agent JSON, in
     --once and in check."""
