@@ -171,8 +171,8 @@ def test_rounds_are_bounded(seeded: DevServer, workdir: Path) -> None:
     assert (workdir / "ok.out").read_text() == "v5\n"
     assert not (workdir / "deep.out").exists()
     assert (
-        f"deep.ctmpl:1: secret paths computed while rendering still named unread secrets after {MAX_DISCOVERY_ROUNDS} read rounds (first: secret/chain/c6)"
-        in result.text
+        "deep.ctmpl:1: secret paths computed while rendering still named unread secrets "
+        f"after {MAX_DISCOVERY_ROUNDS} read rounds (first: secret/chain/c6)" in result.text
     )
 
 
