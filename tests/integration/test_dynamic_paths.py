@@ -334,3 +334,18 @@ def test_refused_template_exits_2_in_every_config_form(workdir: Path, form: str,
         assert "t.ctmpl:1" in result.text
         assert "internal error" not in result.text
     assert not dest.exists()
+
+
+def test_a_guess_from_an_unread_value_is_not_fatal(seeded: DevServer, workdir: Path) -> None:
+    """KV2-FC-392: in Jinja2 an unread secret reads as empty while its round runs, so a path
+    built from it may name a secret that does not exist; that failed read fails nothing if
+    the next round, with the value read, no longer asks for it."""
+    seeded.put("ptr", {"suffix": "1"})
+    seeded.put("t/x1", {"v": "found"})
+    ptr = 'kv2("vault+kv2:///secret/data/" ~ "ptr#suffix")'
+    contents = '{{ secret("secret/data/t/x" ~ ' + ptr + ").Data.data.v }}"
+    cfg = write_config(workdir, {"template": [{"contents": contents, "destination": "out"}]})
+    result = run_cli(["--config", str(cfg), "--once"], token_env(seeded))
+    assert result.code == 0, result.text
+    assert (workdir / "out").read_text() == "found"
+    assert ("GET", "/v1/secret/data/t/x", 404) in seeded.requests  # the guess was read
