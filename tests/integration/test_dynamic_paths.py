@@ -311,7 +311,7 @@ template {{
 def test_refused_template_exits_2_in_every_config_form(workdir: Path, form: str, body: str) -> None:
     """KV2-FC-393 KV2-AC-397: a template kv2render cannot run is a configuration error,
     exit 2 (never 1), whether the config is YAML, JSON, Vault Agent HCL or agent JSON, in
-    --once and in check."""
+    --once, at a daemon start and in check."""
     source = workdir / "t.ctmpl"
     source.write_text(body, encoding="utf-8")
     dest = workdir / "out"
@@ -328,7 +328,12 @@ def test_refused_template_exits_2_in_every_config_form(workdir: Path, form: str,
         else:
             cfg = workdir / ("kv2render.json" if form == "json" else "agent.agent.json")
             cfg.write_text(json.dumps(tree), encoding="utf-8")
-    for argv in (["--config", str(cfg), "--once"], ["check", "--config", str(cfg)]):
+    runs = (
+        ["--config", str(cfg), "--once"],
+        ["--config", str(cfg)],
+        ["check", "--config", str(cfg)],
+    )
+    for argv in runs:
         result = run_cli(argv, {"VAULT_TOKEN": "unused"})
         assert result.code == 2, (argv, result.text)
         assert "t.ctmpl:1" in result.text
