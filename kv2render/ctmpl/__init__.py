@@ -220,7 +220,7 @@ def render_ctmpl(
     cache: dict[SecretLocation, GoSecret] = {}
     resolved: dict[str, SecretLocation] = {}
     missing: dict[SecretLocation, str] = {}
-    seen: set[SecretLocation] = set()
+    seen: dict[SecretLocation, SecretVersion] = {}  # what this render read, for redaction
 
     def locate(path: str) -> SecretLocation:
         location = tpl.paths.get(path) or resolved.get(path)
@@ -244,7 +244,7 @@ def render_ctmpl(
                 missing.setdefault(location, f"{tpl.name}:{_line_of(tpl.text, ctx.pos)}")
                 return None  # consul-template's nil for a secret not fetched yet
             cache[location] = make_secret(version.data, version.metadata)
-            seen.add(location)
+            seen[location] = version
         return cache[location]
 
     ctx = CallContext(
@@ -271,7 +271,8 @@ def render_ctmpl(
             raise SecretsMissing(missing) from None
         # Go's messages quote the values they choke on (strconv: parsing "<value>"): redact
         # the secrets' values, then keep only quoted text the template itself holds.
-        message = scrub_quoted(redact(exc.message, secrets.values()), tpl.text)
+        # Only the secrets this render read: ``secrets`` may hold a whole pass's.
+        message = scrub_quoted(redact(exc.message, seen.values()), tpl.text)
         if exc.context is not None:
             message = f"executing {go_quote(tpl.name)} at <{exc.context}>: {message}"
         cls = MissingKeyError if "no entry for key" in exc.message else RenderError
@@ -279,7 +280,7 @@ def render_ctmpl(
     if missing:
         raise SecretsMissing(missing)
     if used is not None:
-        used.update(seen - tpl.locations)
+        used.update(seen.keys() - tpl.locations)
     return out
 
 
