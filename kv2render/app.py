@@ -177,6 +177,7 @@ def check(config_path: str, *, fmt: str = "text") -> int:
     warn_transport(cfg)
     for item in prepared:
         refs = sorted(str(loc) for loc in item.locations)
+        shown = ", ".join(refs) or ("(computed paths only)" if item.dynamic else "(no secrets)")
         logsetup.emit(
             {
                 "event": "check",
@@ -184,12 +185,21 @@ def check(config_path: str, *, fmt: str = "text") -> int:
                 "destination": str(item.spec.destination),
                 "syntax": "ref" if item.spec.ref is not None else item.spec.syntax,
                 "reads": refs,
+                "dynamic": list(item.dynamic),
             },
             fmt,
-            f"{item.spec.where}: {item.spec.destination} <- " + (", ".join(refs) or "(no secrets)"),
+            f"{item.spec.where}: {item.spec.destination} <- {shown}",
         )
+        for where in item.dynamic:
+            # KV2-AC-393: a path computed while rendering is known only then (KV2-INV-390).
+            logsetup.emit(
+                {"event": "check", "template": item.spec.where, "dynamic_at": where},
+                fmt,
+                f"{item.spec.where}: dynamic secret path at {where} (resolved while rendering)",
+            )
     _check_directories(cfg)
     unique = {loc for item in prepared for loc in item.locations}
+    dynamic = sum(len(item.dynamic) for item in prepared)
     logsetup.emit(
         {
             "event": "check",
@@ -198,10 +208,12 @@ def check(config_path: str, *, fmt: str = "text") -> int:
             "unique_secrets": len(unique),
             "auth": auth_source(cfg.auth),
             "warnings": len(warnings) + len(transport_warnings(cfg)),
+            "dynamic_paths": dynamic,
         },
         fmt,
-        f"config OK: {count(len(prepared), 'template')}, {count(len(unique), 'unique secret')}, "
-        f"auth {auth_source(cfg.auth)}, address {cfg.vault.address}",
+        f"config OK: {count(len(prepared), 'template')}, {count(len(unique), 'unique secret')}"
+        + (f" (+ {dynamic} computed while rendering)" if dynamic else "")
+        + f", auth {auth_source(cfg.auth)}, address {cfg.vault.address}",
     )
     return 0
 

@@ -151,10 +151,18 @@ class _Template:
     command_error: CommandError | None = None
     last_render: float | None = None
     last_write: float | None = None
+    # KV2-INV-392: secrets whose paths the last render computed; polled like the constant
+    # ones, and a new version of one re-renders this template (and only the templates that
+    # used it).
+    dynamic: frozenset[SecretLocation] = frozenset()
 
     @property
     def spec_where(self) -> str:
         return self.item.spec.where
+
+    @property
+    def locations(self) -> frozenset[SecretLocation]:
+        return self.item.locations | self.dynamic if self.dynamic else self.item.locations
 
 
 RunCommands = Callable[[Sequence[RenderResult]], tuple[CommandResult, ...]]
@@ -234,7 +242,7 @@ class Daemon:
     def _loc_interval(self, loc: SecretLocation) -> float:
         default = self.cfg.template_config.static_secret_render_interval
         return min(
-            (self._interval(t) for t in self.templates if loc in t.item.locations), default=default
+            (self._interval(t) for t in self.templates if loc in t.locations), default=default
         )
 
     def _jitter(self, interval: float) -> float:
@@ -462,7 +470,7 @@ class Daemon:
     # -- one pass ---------------------------------------------------------------------------
 
     def _locations(self) -> set[SecretLocation]:
-        return {loc for t in self.templates for loc in t.item.locations}
+        return {loc for t in self.templates for loc in t.locations}
 
     def _pass(self, now: float) -> None:
         due_templates = [
@@ -472,9 +480,7 @@ class Daemon:
         need = {loc for loc in latest if self._due.get(loc, now) <= now}
         for t in due_templates:
             # Pinned versions never change: read once and cached (issue 5).
-            need |= {
-                loc for loc in t.item.locations if loc.version is None or loc not in self._cache
-            }
+            need |= {loc for loc in t.locations if loc.version is None or loc not in self._cache}
         if not need and not due_templates:
             return
         # Each secret's next poll counts from when this pass started, not from when its reads
@@ -497,12 +503,12 @@ class Daemon:
             t
             for t in self.templates
             if t in due_templates
-            or t.item.locations & (changed | errors.keys())
+            or t.locations & (changed | errors.keys())
             # A failed template whose secrets all read fine again recovers at this poll,
             # not at the end of its backoff (KV2-INV-162).
-            or (t.error is not None and t.item.locations & ok and self._readable(t, ok))
+            or (t.error is not None and t.locations & ok and self._readable(t, ok))
         ]
-        self._render(todo, errors, now)
+        self._render(todo, errors, now, started)
         self.passes += 1
         unchanged = len(fetched) - len(changed) - len(errors)
         log.debug(
@@ -516,8 +522,7 @@ class Daemon:
 
     def _readable(self, t: _Template, ok: set[SecretLocation]) -> bool:
         return all(
-            loc in ok or (loc.version is not None and loc in self._cache)
-            for loc in t.item.locations
+            loc in ok or (loc.version is not None and loc in self._cache) for loc in t.locations
         )
 
     def _absorb(
@@ -564,14 +569,18 @@ class Daemon:
         self._due[loc] = max(base + self._jitter(interval), now)
 
     def _render(
-        self, todo: list[_Template], errors: Mapping[SecretLocation, Kv2RenderError], now: float
+        self,
+        todo: list[_Template],
+        errors: Mapping[SecretLocation, Kv2RenderError],
+        now: float,
+        started: float,
     ) -> None:
         results: list[tuple[_Template, RenderResult]] = []
-        ready = [t for t in todo if not any(loc in errors for loc in t.item.locations)]
-        rendered = dict(zip(map(id, ready), self._render_ready(ready), strict=True))
+        ready = [t for t in todo if not any(loc in errors for loc in t.locations)]
+        rendered = dict(zip(map(id, ready), self._render_ready(ready, started), strict=True))
         for t in todo:
             spec = t.item.spec
-            failed = [errors[loc] for loc in sorted(t.item.locations) if loc in errors]
+            failed = [errors[loc] for loc in sorted(t.locations) if loc in errors]
             if failed:
                 result = RenderResult(spec, versions=dict(t.versions), error=failed[0])
             else:
@@ -595,16 +604,35 @@ class Daemon:
         # The values this daemon holds are redacted from the commands' output (KV2-INV-397).
         return runner.run_changed_commands(written, tuple(self._cache.values()))
 
-    def _render_ready(self, ready: list[_Template]) -> list[RenderResult]:
-        """Render and write concurrently (runner.render_all); a crash is one template's."""
-        jobs = [(t.item, {loc: self._cache[loc] for loc in t.item.locations}) for t in ready]
-        return runner.render_all(
-            jobs, concurrency=self.cfg.template_config.concurrency, write=self._write
-        )
+    def _render_ready(self, ready: list[_Template], started: float) -> list[RenderResult]:
+        """Render and write concurrently (runner.render_rounds); a crash is one template's.
+
+        A template with computed secret paths sees the whole cache; the secrets its render
+        finds missing are read (each once for all templates, KV2-INV-390), cached and
+        scheduled for polling like any other.
+        """
+        concurrency = self.cfg.template_config.concurrency
+
+        def discover(locations: set[SecretLocation]) -> runner.Secrets:
+            fetched = runner.read_secrets(self.store, locations, concurrency=concurrency)
+            self._absorb(fetched, self.clock(), started)
+            return fetched
+
+        jobs: list[tuple[PreparedTemplate, runner.Secrets]] = [
+            (
+                t.item,
+                self._cache
+                if t.item.dynamic
+                else {loc: self._cache[loc] for loc in t.item.locations},
+            )
+            for t in ready
+        ]
+        return runner.render_rounds(jobs, discover, concurrency=concurrency, write=self._write)
 
     def _record(self, t: _Template, result: RenderResult, now: float) -> None:
         t.dirty = False
         if result.error is None:
+            t.dynamic = frozenset(result.versions.keys() - t.item.locations)
             t.versions = dict(result.versions)
             t.error = None
             t.failures = 0
@@ -660,7 +688,7 @@ class Daemon:
     def template_status(self) -> list[TemplateStatus]:
         out = []
         for t in self.templates:
-            versions: dict[SecretLocation, int | None] = {loc: None for loc in t.item.locations}
+            versions: dict[SecretLocation, int | None] = {loc: None for loc in t.locations}
             versions.update(t.versions)
             err = t.error or t.source_error or t.command_error
             out.append(
@@ -755,6 +783,7 @@ class Daemon:
         log.info("%s: source %s changed; re-rendering", spec.where, spec.source)
         t.item = item
         t.source_error = None
+        t.dynamic = frozenset()  # the edited template's render finds its own (KV2-INV-392)
         t.dirty = True
 
     def reload(self, reason: str, *, only_if_different: bool = False) -> bool:
