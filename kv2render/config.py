@@ -110,6 +110,24 @@ class TemplateConfig:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """The opt-in HTTP listener: /metrics, /healthz, /readyz (issue 17, KV2-INV-425).
+
+    Off unless configured; loopback unless an address says otherwise."""
+
+    host: str = "127.0.0.1"
+    port: int = 9102
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+
+@dataclass(frozen=True)
 class TemplateSpec:
     """One ``template`` entry. Exactly one of source / contents / ref is set."""
 
@@ -147,6 +165,7 @@ class Config:
     status_file: Path | None = None
     pid_file: Path | None = None
     exit_after_auth: bool = False
+    metrics: MetricsSettings | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,6 +305,7 @@ def describe(config: Config) -> dict[str, Any]:
         "status_file": _opt_str(config.status_file),
         "pid_file": _opt_str(config.pid_file),
         "exit_after_auth": config.exit_after_auth,
+        "metrics": None if config.metrics is None else {"address": config.metrics.address},
     }
 
 
