@@ -252,6 +252,7 @@ class Daemon:
         """Loop until the stop event is set (0) or retries are exhausted (the error's code)."""
         # Issue 17: replace a previous run's report at once; `status` says "not ready yet".
         self._write_status("starting")
+        self.metrics.tick(self.wall(), 0.0)  # alive from the start (a first login may hang)
         self._watch()
         while not self.stop.is_set():
             self.step()

@@ -36,6 +36,8 @@ __all__ = ["NullRecorder", "PrometheusRecorder", "Recorder", "HEALTH_GRACE"]
 # (a pass may spend its retries on a slow server; a liveness probe must not kill it then).
 HEALTH_GRACE = 120.0
 
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+
 # Poll durations: one fast local read (ms) up to a pass spending its retries (minutes).
 POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -89,10 +91,13 @@ class PrometheusRecorder(NullRecorder):
         health_grace: float = HEALTH_GRACE,
     ) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import disable_created_metrics
         from prometheus_client.process_collector import ProcessCollector
 
         from kv2render import __version__
 
+        # No *_created series: they double the series count and say nothing an operator uses.
+        disable_created_metrics()
         self._wall = wall
         self.stale_after = stale_after
         self.health_grace = health_grace
@@ -169,6 +174,9 @@ class PrometheusRecorder(NullRecorder):
             ("result",),
             registry=reg,
         )
+        for result in ("success", "failure"):  # present from the start: rate() sees 0
+            self.logins.labels(result)
+            self.renewals.labels(result)
         self._token_expiry: float | None = None
         Gauge(
             "kv2render_token_ttl_seconds",
@@ -266,9 +274,12 @@ class PrometheusRecorder(NullRecorder):
     # -- what the listener serves --------------------------------------------------------------
 
     def exposition(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import generate_latest
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        # The 0.0.4 text format every Prometheus reads (prometheus_client >= 0.22 calls its
+        # output 1.0.0, which Prometheus 2.x does not know; the bytes are the same here:
+        # every name is plain ASCII with underscores).
+        return generate_latest(self.registry), TEXT_FORMAT
 
     def healthz(self) -> tuple[bool, str]:
         """Alive: the loop went to wait recently enough for its own schedule."""
