@@ -265,7 +265,7 @@ class PrometheusRecorder(NullRecorder):
     def publish(self, doc: Mapping[str, Any]) -> None:
         with self._lock:
             self._doc = doc
-            keys = {(t["template"], t["destination"]) for t in doc.get("templates", ())}
+            keys = {(str(t.get("template")), str(t.get("destination"))) for t in doc.get("templates", ())}
             # After a reload, templates that are gone stop counting towards the oldest age.
             self._last_ok = {k: v for k, v in self._last_ok.items() if k in keys}
             self._keys = keys
