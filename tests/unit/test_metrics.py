@@ -216,3 +216,21 @@ def test_metrics_off_imports_no_prometheus_client(dev_server: DevServer, tmp_pat
         check=False,
     )
     assert daemon.stdout.strip() == "False", daemon.stderr
+
+
+def test_benchmark_reports_the_metrics_cost() -> None:
+    """KV2-AC-427, KV2-NFR-421: the poll benchmark has the metrics-on key, its ratio row to
+    the metrics-off key, and the 1.10 target."""
+    from benchmarks import run
+
+    assert run.KEYS.index("poll_cpu_ms_per_read_metrics") == (
+        run.KEYS.index("poll_cpu_ms_per_read") + 1
+    )
+    assert run.RATIO_ROWS["metrics_cpu_ratio"] == (
+        "poll_cpu_ms_per_read_metrics",
+        "poll_cpu_ms_per_read",
+    )
+    label, check = run.TARGETS["metrics_cpu_ratio"]
+    assert label == "<= 1.10"
+    assert check({"poll_cpu_ms_per_read": 1.0, "poll_cpu_ms_per_read_metrics": 1.09})
+    assert not check({"poll_cpu_ms_per_read": 1.0, "poll_cpu_ms_per_read_metrics": 1.2})
