@@ -90,14 +90,19 @@ class PrometheusRecorder(NullRecorder):
         wall: Any = time.time,
         health_grace: float = HEALTH_GRACE,
     ) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-        from prometheus_client import disable_created_metrics
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            disable_created_metrics,
+        )
         from prometheus_client.process_collector import ProcessCollector
 
         from kv2render import __version__
 
         # No *_created series: they double the series count and say nothing an operator uses.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self._wall = wall
         self.stale_after = stale_after
         self.health_grace = health_grace
@@ -145,7 +150,9 @@ class PrometheusRecorder(NullRecorder):
             registry=reg,
         )
         self.read_count = Counter(
-            "kv2render_secret_reads_total", "Secret reads (each attempt that ended)", sec,
+            "kv2render_secret_reads_total",
+            "Secret reads (each attempt that ended)",
+            sec,
             registry=reg,
         )
         self.read_errors = Counter(
@@ -265,7 +272,10 @@ class PrometheusRecorder(NullRecorder):
     def publish(self, doc: Mapping[str, Any]) -> None:
         with self._lock:
             self._doc = doc
-            keys = {(str(t.get("template")), str(t.get("destination"))) for t in doc.get("templates", ())}
+            keys = {
+                (str(t.get("template")), str(t.get("destination")))
+                for t in doc.get("templates", ())
+            }
             # After a reload, templates that are gone stop counting towards the oldest age.
             self._last_ok = {k: v for k, v in self._last_ok.items() if k in keys}
             self._keys = keys

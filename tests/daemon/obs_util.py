@@ -71,7 +71,9 @@ def _in_ci() -> bool:
 def prometheus_binary(name: str) -> str:
     """/usr/bin/prometheus or promtool (Debian's ``prometheus``); skip outside CI when
     missing, fail under CI=true (the pattern of ``_bao_or_skip`` in tests/conftest.py)."""
-    path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").is_file() else None)
+    path = shutil.which(name) or (
+        f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").is_file() else None
+    )
     if path is None:
         why = f"{name} not installed (apt-get install prometheus)"
         if _in_ci():

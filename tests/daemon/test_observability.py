@@ -239,7 +239,16 @@ def test_metrics_health_and_readiness(rendered: tuple[Daemon, int], workdir: Pat
     assert 'kv2render_logins_total{result="success"} 1.0' in text
     assert "kv2render_ready 0.0" in text
     labels = set(re.findall(r"([a-z_]+)=\"", text))
-    assert labels <= {"destination", "template", "result", "error", "mount", "path", "version", "le"}
+    assert labels <= {
+        "destination",
+        "template",
+        "result",
+        "error",
+        "mount",
+        "path",
+        "version",
+        "le",
+    }
     agent = get(port, "/agent/v1/metrics?format=prometheus")
     assert agent[0] == 200 and "kv2render_renders_total" in agent[2]
     assert get(port, "/healthz")[:1] == (200,)
@@ -277,7 +286,10 @@ def test_real_prometheus_scrapes_the_daemon(rendered: tuple[Daemon, int], workdi
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                 "scrape_configs": [
-                    {"job_name": "kv2render", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+                    {
+                        "job_name": "kv2render",
+                        "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
+                    }
                 ],
             }
         ),
@@ -385,7 +397,7 @@ def test_sigterm_closes_the_listener(
     )
     try:
         assert clash.proc.wait(timeout=30) == 2
-        assert "metrics.address: cannot listen on 127.0.0.1:%d" % port in clash.log()
+        assert f"metrics.address: cannot listen on 127.0.0.1:{port}" in clash.log()
     finally:
         clash.close()
     daemon.signal(signal.SIGTERM)

@@ -186,7 +186,8 @@ def test_metrics_off_imports_no_prometheus_client(dev_server: DevServer, tmp_pat
     path = tmp_path / "c.yaml"
     path.write_text(
         f"vault: {{address: {dev_server.url}}}\n"
-        f"template: [{{ref: 'vault+kv2:///secret/app/db#password', destination: {tmp_path / 'o'}}}]\n",
+        "template: [{ref: 'vault+kv2:///secret/app/db#password', "
+        f"destination: {tmp_path / 'o'}}}]\n",
         encoding="utf-8",
     )
     once = subprocess.run(
