@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["NullRecorder", "PrometheusRecorder", "Recorder", "HEALTH_GRACE"]
 
-# /healthz: the loop is late when it has not ticked for its planned wait plus this long
-# (a pass may spend its retries on a slow server; a liveness probe must not kill it then).
+# /healthz: the loop is late when it has not ticked for its planned wait plus a grace: at
+# least this, more when the config's retries can make one pass longer (service.health_grace).
 HEALTH_GRACE = 120.0
 
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
@@ -276,9 +276,17 @@ class PrometheusRecorder(NullRecorder):
                 (str(t.get("template")), str(t.get("destination")))
                 for t in doc.get("templates", ())
             }
-            # After a reload, templates that are gone stop counting towards the oldest age.
+            gone = self._keys - keys
+            # After a reload, templates that are gone stop counting towards the oldest age,
+            # and their gauges go: a removed template must not look failing forever.
             self._last_ok = {k: v for k, v in self._last_ok.items() if k in keys}
             self._keys = keys
+        for key in gone:
+            for gauge in (self.failing, self.last_success):
+                try:
+                    gauge.remove(*key)
+                except KeyError:
+                    pass
         self.ready.set(1 if self.readyz()[0] else 0)
 
     # -- what the listener serves --------------------------------------------------------------

@@ -32,6 +32,7 @@ from kv2render.loop import (
     ReloadRequested,
     TickEvent,
 )
+from kv2render.metrics import HEALTH_GRACE
 from kv2render.notify import Notifier
 
 log = logging.getLogger(__name__)
@@ -208,8 +209,19 @@ def start_metrics(cfg: Config) -> tuple[Any, Any]:
 
     # /readyz calls a template stale after 3 poll intervals without a successful poll,
     # the alert rule's threshold too (examples/observability).
-    recorder = PrometheusRecorder(stale_after=3 * cfg.template_config.static_secret_render_interval)
+    recorder = PrometheusRecorder(
+        stale_after=3 * cfg.template_config.static_secret_render_interval,
+        health_grace=health_grace(cfg),
+    )
     return recorder, HealthServer(cfg.metrics, recorder).start()
+
+
+def health_grace(cfg: Config) -> float:
+    """How late the loop may be before /healthz fails: the longest one pass can take while
+    the server is down, each request timing out and retried with the backoff capped at 60 s
+    (KV2-INV-424). An outage is no reason for a liveness probe to restart kv2render."""
+    retries = max(0, cfg.vault.num_retries)
+    return max(HEALTH_GRACE, (retries + 1) * cfg.vault.timeout + retries * 60.0)
 
 
 def _install_signals(fd: int) -> tuple[int | None, dict[int, Any]]:

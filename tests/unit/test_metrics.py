@@ -235,3 +235,44 @@ def test_benchmark_reports_the_metrics_cost() -> None:
     assert label == "<= 1.10"
     assert check({"poll_cpu_ms_per_read": 1.0, "poll_cpu_ms_per_read_metrics": 1.09})
     assert not check({"poll_cpu_ms_per_read": 1.0, "poll_cpu_ms_per_read_metrics": 1.2})
+
+
+def test_health_grace_covers_a_pass_during_an_outage(tmp_path: Path) -> None:
+    """KV2-AC-422, KV2-INV-424: /healthz waits out the longest pass the retries allow."""
+    from kv2render.service import health_grace
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "vault: {address: 'http://127.0.0.1:8200', timeout: 30s}\n"
+        f"template: [{{contents: x, destination: {tmp_path / 'o'}}}]\n",
+        encoding="utf-8",
+    )
+    cfg = load(path, env={}, require_credentials=False)
+    assert health_grace(cfg) == 13 * 30 + 12 * 60
+    path.write_text(
+        path.read_text().replace("timeout: 30s", "timeout: 1s, retry: {num_retries: -1}")
+    )
+    assert health_grace(load(path, env={}, require_credentials=False)) == 120
+
+
+def test_a_template_removed_by_reload_leaves_the_gauges() -> None:
+    """KV2-INV-421: after a reload without a template, its failing gauge is gone (no alert
+    on a template that no longer exists)."""
+    from prometheus_client import generate_latest
+
+    from kv2render.config import TemplateSpec
+    from kv2render.errors import AccessDeniedError
+    from kv2render.runner import RenderResult
+
+    rec = PrometheusRecorder(stale_after=900, wall=lambda: NOW)
+    spec = TemplateSpec(index=1, destination=Path("/run/b"), contents="x")
+    rec.render(RenderResult(spec, error=AccessDeniedError("denied", where="secret/b")), NOW)
+    two = _doc()
+    two["templates"].append({"template": "template[1]", "destination": "/run/b"})
+    rec.publish(two)
+    assert (
+        'kv2render_template_failing{destination="/run/b"' in generate_latest(rec.registry).decode()
+    )
+    rec.publish(_doc())
+    text = generate_latest(rec.registry).decode()
+    assert "/run/b" not in text.split("kv2render_template_failing", 1)[1].split("# HELP", 1)[0]
