@@ -276,3 +276,34 @@ def test_a_template_removed_by_reload_leaves_the_gauges() -> None:
     rec.publish(_doc())
     text = generate_latest(rec.registry).decode()
     assert "/run/b" not in text.split("kv2render_template_failing", 1)[1].split("# HELP", 1)[0]
+
+
+def test_non_loopback_listener_warns_and_serves(caplog: pytest.LogCaptureFixture) -> None:
+    """KV2-INV-425: a non-loopback address is used as configured, with a warning at start
+    that it has no TLS or authentication; loopback says nothing of the kind."""
+    import urllib.request
+
+    from kv2render.health import HealthServer
+
+    rec = PrometheusRecorder(stale_after=900)
+    with caplog.at_level(logging.INFO, logger="kv2render.health"):
+        server = HealthServer(MetricsSettings("0.0.0.0", _port()), rec).start()
+    try:
+        assert "non-loopback 0.0.0.0" in caplog.text and "without TLS" in caplog.text
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            assert b"kv2render_build_info" in reply.read()
+    finally:
+        server.close()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="kv2render.health"):
+        HealthServer(MetricsSettings("127.0.0.1", _port()), rec).start().close()
+    assert "non-loopback" not in caplog.text
+
+
+def _port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
