@@ -2,7 +2,7 @@
 
     kv2render [GLOBAL] [--config PATH] [--once]  render (a daemon unless --once)
     kv2render [GLOBAL] check --config PATH        validate offline; list what would be read
-    kv2render [GLOBAL] status --config PATH       print the daemon's status file
+    kv2render [GLOBAL] status --config PATH       print the status file; exit code = probe verdict
     kv2render [GLOBAL] dev-server [...]           the embedded KV2 dev server (dev and tests only)
     kv2render [GLOBAL] quickstart [DIR] [--out D] dev server + the quickstart example, rendered once
     kv2render [GLOBAL] convert FILE.ctmpl         print a consul-template template as Jinja2
