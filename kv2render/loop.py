@@ -43,6 +43,7 @@ from kv2render.errors import (
     TransientError,
 )
 from kv2render.logsetup import count
+from kv2render.metrics import NullRecorder
 from kv2render.notify import Notifier
 from kv2render.refs import SecretLocation
 from kv2render.runner import CommandResult, PreparedTemplate, RenderResult
@@ -190,6 +191,7 @@ class Daemon:
         notifier: Notifier | None = None,
         status_file: StatusFile | None = None,
         on_watch: Callable[[frozenset[Path]], None] | None = None,
+        metrics: NullRecorder | None = None,
     ) -> None:
         self.cfg = cfg
         self.ticks = ticks
@@ -207,6 +209,9 @@ class Daemon:
         self.notifier = notifier or Notifier({})
         self.status_file = status_file if status_file is not None else StatusFile(cfg.status_file)
         self._on_watch = on_watch
+        # Issue 17: a no-op unless the metrics listener is on (KV2-NFR-420).
+        self.metrics = metrics if metrics is not None else NullRecorder()
+        self._last_poll_ok: float | None = None
         self.exit_code: int | None = None
         self.ready = False
         self.passes = 0
@@ -253,6 +258,9 @@ class Daemon:
 
     def run(self) -> int:
         """Loop until the stop event is set (0) or retries are exhausted (the error's code)."""
+        # Issue 17: replace a previous run's report at once; `status` says "not ready yet".
+        self._write_status("starting")
+        self.metrics.tick(self.wall(), 0.0)  # alive from the start (a first login may hang)
         self._watch()
         while not self.stop.is_set():
             self.step()
@@ -262,6 +270,7 @@ class Daemon:
             if self.stop.is_set():
                 break
             timeout = min(MAX_WAIT, max(0.0, self.next_wakeup() - self.clock()))
+            self.metrics.tick(self.wall(), timeout)
             for event in self.ticks.wait(timeout):
                 self.handle(event)
         self._write_status("stopped")
@@ -347,6 +356,7 @@ class Daemon:
         except Kv2RenderError as exc:
             if self.stop.is_set():
                 return  # the stop cut the login short; not a failure to report
+            self.metrics.login(False)
             self._login_failures += 1
             delay = self._login_backoff(getattr(exc, "retry_after", None))
             self._login_at = now + delay
@@ -366,6 +376,7 @@ class Daemon:
                 self.exit_code = exc.exit_code
             self._write_status("login-failed")
             return
+        self.metrics.login(True)
         self._need_login = False
         self._login_failures = 0
         self._renew_failures = 0
@@ -385,8 +396,10 @@ class Daemon:
         """Schedule renewal at 2/3 TTL and re-login at 80-90 % of a lease that cannot grow."""
         self._renew_at = self._relogin_at = self._expires_at = None
         if info is None or info.ttl is None or info.ttl <= 0:
+            self.metrics.token_expiry(None)
             return  # no expiry (root, mtls, bearer): nothing to schedule
         self._expires_at = info.learned_at + info.ttl
+        self.metrics.token_expiry(self.wall() + self._expires_at - self.clock())
         if info.renewable:
             self._renew_at = info.learned_at + info.ttl * 2 / 3
         # Vault's LifetimeWatcher lets 80-90 % of a lease elapse before giving up on it;
@@ -400,6 +413,7 @@ class Daemon:
         except TransientError as exc:
             if self.stop.is_set():
                 return
+            self.metrics.renewal(False)
             self._renew_failures += 1
             remaining = (self._expires_at or now) - now
             delay = backoff(
@@ -409,9 +423,11 @@ class Daemon:
             log.warning("token renewal failed: %s; retrying in %.1fs", exc, delay)
             return
         except Kv2RenderError as exc:
+            self.metrics.renewal(False)
             log.warning("token renewal refused: %s; logging in again", exc)
             self._schedule_login(now)
             return
+        self.metrics.renewal(True)
         self._renew_failures = 0
         if info.ttl is not None and info.ttl > 0 and old_expiry is not None:
             new_expiry = info.learned_at + info.ttl
@@ -482,6 +498,8 @@ class Daemon:
             # Pinned versions never change: read once and cached (issue 5).
             need |= {loc for loc in t.locations if loc.version is None or loc not in self._cache}
         if not need and not due_templates:
+            if not latest and self._last_poll_ok is None:
+                self._last_poll_ok = self.wall()  # pinned only: nothing can go stale
             return
         # Each secret's next poll counts from when this pass started, not from when its reads
         # finished, so the interval holds whatever a pass costs (KV2-INV-165: no drift).
@@ -493,6 +511,10 @@ class Daemon:
             return  # requests were cut short by the stop: no verdict on them
         now = self.clock()
         changed, errors = self._absorb(fetched, now, started)
+        self.metrics.reads(fetched)
+        if not errors:
+            self._last_poll_ok = self.wall()
+        self.metrics.poll(now - started, not errors, self.wall())
         if any(isinstance(e, AuthError) for e in errors.values()):
             # The store already tried a fresh login on 403; an AuthError means logins fail.
             self._login_failures += 1
@@ -587,6 +609,7 @@ class Daemon:
                 result = rendered[id(t)]
             runner.log_result(result)
             self._record(t, result, now)
+            self.metrics.render(result, self.wall())
             results.append((t, result))
             if self.exit_code is not None:
                 return
@@ -595,7 +618,9 @@ class Daemon:
             by_index = {t.item.spec.index: t for t, _ in results}
             # Commands run after every write of the pass, once per change; a failure is
             # reported and triggers nothing else (hashicorp/vault#12566).
-            for command in self._run_commands(written):
+            commands = self._run_commands(written)
+            self.metrics.commands(commands)
+            for command in commands:
                 for index in command.templates:
                     if index in by_index:
                         by_index[index].command_error = command.error
@@ -721,8 +746,10 @@ class Daemon:
             ready=self.ready,
             state=state,
             token=self._token_status(),
+            last_successful_poll=self._last_poll_ok,
         )
         self.status_file.write(doc)
+        self.metrics.publish(doc)
 
     # -- files and reload -------------------------------------------------------------------
 
