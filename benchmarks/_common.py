@@ -149,8 +149,10 @@ def write_config(
     *,
     interval: str | None = None,
     concurrency: int | None = None,
+    metrics: str | None = None,
 ) -> Path:
-    """A kv2render config: one ``contents`` template per (body, destination name).
+    """A kv2render config: one ``contents`` template per (body, destination name);
+    ``metrics``: the metrics listener's HOST:PORT (issue 17), off when None.
 
     Two references per template (user and password) to the same secret: the naive
     baseline reads twice, kv2render once (KV2-INV-072)."""
@@ -166,6 +168,8 @@ def write_config(
         tc["concurrency"] = concurrency
     if tc:
         tree["template_config"] = tc
+    if metrics is not None:
+        tree["metrics"] = {"address": metrics}
     path = directory / "kv2render.yaml"
     path.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
     return path

@@ -117,6 +117,7 @@ def check(config_path: str, *, fmt: str = "text") -> int:
     warn_transport(cfg.vault)
     for item in prepared:
         refs = sorted(str(loc) for loc in item.locations)
+        shown = ", ".join(refs) or ("(computed paths only)" if item.dynamic else "(no secrets)")
         logsetup.emit(
             {
                 "event": "check",
@@ -124,12 +125,21 @@ def check(config_path: str, *, fmt: str = "text") -> int:
                 "destination": str(item.spec.destination),
                 "syntax": "ref" if item.spec.ref is not None else item.spec.syntax,
                 "reads": refs,
+                "dynamic": list(item.dynamic),
             },
             fmt,
-            f"{item.spec.where}: {item.spec.destination} <- " + (", ".join(refs) or "(no secrets)"),
+            f"{item.spec.where}: {item.spec.destination} <- {shown}",
         )
+        for where in item.dynamic:
+            # KV2-AC-393: a path computed while rendering is known only then (KV2-INV-390).
+            logsetup.emit(
+                {"event": "check", "template": item.spec.where, "dynamic_at": where},
+                fmt,
+                f"{item.spec.where}: dynamic secret path at {where} (resolved while rendering)",
+            )
     _check_directories(cfg)
     unique = {loc for item in prepared for loc in item.locations}
+    dynamic = sum(len(item.dynamic) for item in prepared)
     logsetup.emit(
         {
             "event": "check",
@@ -138,10 +148,12 @@ def check(config_path: str, *, fmt: str = "text") -> int:
             "unique_secrets": len(unique),
             "auth": auth_source(cfg.auth),
             "warnings": len(warnings) + len(transport_warnings(cfg.vault)),
+            "dynamic_paths": dynamic,
         },
         fmt,
-        f"config OK: {count(len(prepared), 'template')}, {count(len(unique), 'unique secret')}, "
-        f"auth {auth_source(cfg.auth)}, address {cfg.vault.address}",
+        f"config OK: {count(len(prepared), 'template')}, {count(len(unique), 'unique secret')}"
+        + (f" (+ {dynamic} computed while rendering)" if dynamic else "")
+        + f", auth {auth_source(cfg.auth)}, address {cfg.vault.address}",
     )
     return 0
 
@@ -203,24 +215,110 @@ def _check_directories(cfg: Config) -> None:
             )
 
 
-def print_status(config_path: str, *, fmt: str = "text") -> int:
-    cfg = load(config_path, require_credentials=False)
-    if cfg.status_file is None:
-        raise ConfigError(
-            "no status file is configured", where="status_file", hint="set status_file"
-        )
+def print_status(
+    config_path: str | None,
+    *,
+    fmt: str = "text",
+    status_file: str | None = None,
+    max_age: float | None = None,
+) -> int:
+    """``kv2render status``: print the status file, and exit with whether the files it
+    describes can be trusted (issue 17, KV2-INV-422; the table is in docs/operations.md).
+
+    The document goes to stdout unchanged; the verdict is one log line on stderr.
+    """
+    import time
+
+    from kv2render.output.status import (
+        PROBE_NO_STATUS,
+        PROBE_STOPPED,
+        Verdict,
+        assess,
+        process_alive,
+    )
+
+    path = Path(status_file) if status_file is not None else _status_path(config_path)
     try:
-        text = cfg.status_file.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
+        doc = json.loads(text)
     except FileNotFoundError:
-        raise ConfigError(
-            f"status file {str(cfg.status_file)!r} does not exist yet (is the daemon running?)",
-            where="status_file",
-        ) from None
+        return _verdict(
+            Verdict(
+                PROBE_NO_STATUS,
+                "no-status",
+                f"status file {str(path)!r} does not exist (is the daemon running?)",
+            )
+        )
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a JSON document"
+        return _verdict(Verdict(PROBE_NO_STATUS, "no-status", f"{path}: {reason}"))
+    if not isinstance(doc, dict):
+        return _verdict(Verdict(PROBE_NO_STATUS, "no-status", f"{path}: not a status document"))
     if fmt == "json":
-        sys.stdout.write(json.dumps(json.loads(text), separators=(",", ":")) + "\n")
+        sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0
+    verdict = assess(doc, now=time.time(), max_age=max_age)
+    if verdict.code != PROBE_STOPPED:
+        from kv2render.output.status import instance_lock_for
+
+        # The daemon that wrote a status file holds <status_file>.lock (KV2-INV-167).
+        dead = process_alive(doc, instance_lock_for(path, ()).path)
+        if dead is not None:
+            verdict = Verdict(PROBE_STOPPED, "crashed", dead)
+    return _verdict(verdict)
+
+
+def _verdict(verdict: Any) -> int:
+    level = logging.INFO if verdict.code == 0 else logging.WARNING
+    log.log(
+        level,
+        "status: %s (exit %d): %s",
+        verdict.word,
+        verdict.code,
+        verdict.reason,
+        extra={"verdict": verdict.word},
+    )
+    return int(verdict.code)
+
+
+def _status_path(config_path: str | None) -> Path:
+    """The config's ``status_file``; a config with problems elsewhere is read leniently, so
+    that a probe keeps answering while someone edits the config (issue 17)."""
+    if config_path is None:
+        raise ConfigError(
+            "no config file or status file given",
+            where="status",
+            hint="pass --config PATH, --status-file PATH, or set KV2RENDER_CONFIG",
+        )
+    try:
+        cfg = load(config_path, require_credentials=False)
+        found = cfg.status_file
+    except ConfigError as exc:
+        found = _lenient_status_file(config_path, exc)
+    if found is None:
+        raise ConfigError(
+            "no status file is configured",
+            where="status_file",
+            hint="set status_file, or pass --status-file PATH",
+        )
+    return found
+
+
+def _lenient_status_file(config_path: str, problem: ConfigError) -> Path | None:
+    from kv2render.config.sources import load_tree
+    from kv2render.config.values import as_path
+
+    path = Path(os.path.abspath(config_path))
+    tree = load_tree(path)  # unreadable or not parseable: that error is the answer
+    value = tree.get("status_file") if isinstance(tree, dict) else None
+    if value is None:
+        raise problem
+    log.warning(
+        "%s has problems (kv2render check lists them); its status_file is read anyway",
+        path,
+    )
+    return as_path(value, "status_file", path.parent)
 
 
 def describe_file(path: Path) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
     kv2render [GLOBAL] [--config PATH] [--once]  render (a daemon unless --once)
     kv2render [GLOBAL] check --config PATH        validate offline; list what would be read
-    kv2render [GLOBAL] status --config PATH       print the daemon's status file
+    kv2render [GLOBAL] status --config PATH       print the status file; exit code = probe verdict
     kv2render [GLOBAL] dev-server [...]           the embedded KV2 dev server (dev and tests only)
     kv2render [GLOBAL] quickstart [DIR] [--out D] dev server + the quickstart example, rendered once
     kv2render [GLOBAL] convert FILE.ctmpl         print a consul-template template as Jinja2
@@ -40,7 +40,7 @@ SUBCOMMANDS = ("check", "status", "dev-server", "quickstart", "convert", "conver
 
 _SUMMARIES = {
     "check": "validate offline; list what would be read",
-    "status": "print the daemon's status file",
+    "status": "print the daemon's status file; exit code for probes",
     "dev-server": "the embedded KV2 dev server (development and tests only)",
     "quickstart": "dev server + an example, rendered once",
     "convert": "print a consul-template template as Jinja2",
@@ -276,14 +276,29 @@ def log_error(exc: Kv2RenderError) -> None:
 def _sub_parser(command: str) -> _Parser:
     parser = _Parser(prog=f"kv2render {command}")
     if command in ("check", "status"):
-        _common(parser, config_required=True)
+        _common(parser, config_required=command == "check")
         if command == "check":
             parser.description = (
                 "Validate the config, every reference and every template offline (no network), "
                 "and list what would be read. Exit 0 when valid, 2 when not."
             )
         else:
-            parser.description = "Print the daemon's status file (metadata only)."
+            parser.description = (
+                "Print the daemon's status file (metadata only); the exit code says whether "
+                "the files can be trusted: 0 running and fresh, 10 degraded, 11 not ready "
+                "yet, 12 stale (--max-age), 13 stopped or crashed, 14 no status file, 2 usage "
+                "error. A probe for Kubernetes and systemd (docs/operations.md)."
+            )
+            parser.add_argument(
+                "--status-file",
+                metavar="PATH",
+                help="read this status file; the config is not needed",
+            )
+            parser.add_argument(
+                "--max-age",
+                metavar="DURATION",
+                help="fail (12) when no poll succeeded for this long, e.g. 15m",
+            )
     elif command == "quickstart":
         _common(parser)
         parser.description = (
@@ -328,7 +343,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from kv2render.app import print_status
 
-    return print_status(_config_path(args), fmt=args.log_format)
+    max_age = None
+    if args.max_age is not None:
+        from kv2render.config.values import parse_duration
+
+        max_age = parse_duration(args.max_age, "--max-age")
+    config = args.config or os.environ.get("KV2RENDER_CONFIG") or None
+    return print_status(
+        None if args.status_file else config,
+        fmt=args.log_format,
+        status_file=args.status_file,
+        max_age=max_age,
+    )
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:

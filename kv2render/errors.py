@@ -21,7 +21,8 @@ the ``exit_code`` class attribute (spec KV2-FC-*, exit codes in the spec's
     │   ├── BadResponseError                  non-JSON, wrong Content-Type, missing data.data, ...
     │   └── TransientError                    network, timeout, 5xx, 429, 503 sealed: retried
     ├── RenderError                   exit 5  template runtime error, missing key, empty ref value
-    │   └── MissingKeyError
+    │   ├── MissingKeyError
+    │   └── SecretsMissing                    a path computed while rendering names unread secrets
     ├── WriteError                    exit 6  the destination could not be written
     └── CommandError                  exit 7  a post-render command failed or timed out
 
@@ -33,7 +34,8 @@ path such as ``template[1].destination`` or ``file:line``) and ``hint`` the fix.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "AccessDeniedError",
@@ -47,6 +49,7 @@ __all__ = [
     "MissingKeyError",
     "ReferenceSyntaxError",
     "RenderError",
+    "SecretsMissing",
     "SecretDeletedError",
     "SecretDestroyedError",
     "SecretNotFoundError",
@@ -189,6 +192,28 @@ class RenderError(Kv2RenderError):
 
 class MissingKeyError(RenderError):
     """A key selected by ``#key``, a JSON pointer or ``.Data.data.key`` is not in the secret."""
+
+
+class SecretsMissing(RenderError):
+    """A render met secrets whose paths it computed and that were not read yet (KV2-INV-390).
+
+    The runner reads ``locations`` and renders again (consul-template's ``missing`` set); the
+    render's output is discarded, never written. Only when the rounds run out
+    (KV2-INV-391) does it reach the user, naming the template line of the first such call.
+    ``locations`` maps each location to the ``name:line`` of the call that computed it.
+    """
+
+    def __init__(self, locations: Mapping[Any, str], *, where: str | None = None) -> None:
+        # The keys are kv2render.refs.SecretLocation; errors.py sits below refs in the layers
+        # (docs/architecture.md), so the type is not named here.
+        self.locations = dict(locations)
+        first = min(self.locations) if self.locations else None
+        at = where or (self.locations[first] if first is not None else None)
+        super().__init__(
+            f"{len(self.locations)} secret(s) named by paths computed while rendering are not "
+            f"read yet (first: {first})",
+            where=at,
+        )
 
 
 class WriteError(Kv2RenderError):

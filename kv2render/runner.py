@@ -13,6 +13,13 @@ The pass is the unit both ``--once`` and the daemon run (consul-template's
 5. after all writes, each distinct command of a template that changed runs once
    (KV2-INV-096).
 
+A template may compute a secret path while rendering (``secret (printf ...)``,
+``kv2("..." ~ name)``). Its render then reports the secrets it did not find
+(:class:`SecretsMissing`); :func:`render_rounds` reads those of every template
+in one batch, each once, and renders those templates again, at most
+:data:`MAX_DISCOVERY_ROUNDS` times (KV2-INV-390, KV2-INV-391; consul-template's
+render -> missing -> fetch -> render loop). An incomplete render is never written.
+
 A failure in one template leaves its destination untouched and does not stop
 the others (KV2-INV-094, KV2-INV-111); the pass reports every outcome in a
 :class:`PassReport`.
@@ -20,10 +27,11 @@ the others (KV2-INV-094, KV2-INV-111); the pass reports every outcome in a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
@@ -33,6 +41,7 @@ from kv2render.errors import (
     ConfigError,
     Kv2RenderError,
     RenderError,
+    SecretsMissing,
     TemplateSyntaxError,
     raise_all,
 )
@@ -66,14 +75,26 @@ class Compiled(Protocol):
     def locations(self) -> frozenset[SecretLocation]: ...
 
 
+# KV2-INV-391: read rounds for secrets whose paths are computed while rendering, after the
+# pass's first reads. Enough for a chain of five secrets each naming the next; a template
+# still missing secrets after them fails (exit 5), nothing written.
+MAX_DISCOVERY_ROUNDS = 5
+
+
 @dataclass(frozen=True)
 class PreparedTemplate:
-    """A template entry, compiled, with the secrets it needs known up front."""
+    """A template entry, compiled, with the secrets it needs known up front.
+
+    ``locations`` are the constant references; ``dynamic`` names (``name:line``) the calls
+    whose path is computed while rendering. When there are any, ``render`` takes a second
+    argument ``used=set()`` and puts the computed paths' locations of its render in it.
+    """
 
     spec: TemplateSpec
     compiled: Compiled | None  # None for a ``ref:`` entry
     locations: frozenset[SecretLocation]
-    render: Callable[[Mapping[SecretLocation, SecretVersion]], bytes] = field(repr=False)
+    render: Callable[..., bytes] = field(repr=False)
+    dynamic: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,7 +256,10 @@ def prepare_one(
             error_on_missing_key=spec.error_on_missing_key,
         )
 
-        def render_ct(secrets: Mapping[SecretLocation, SecretVersion]) -> bytes:
+        def render_ct(
+            secrets: Mapping[SecretLocation, SecretVersion],
+            used: set[SecretLocation] | None = None,
+        ) -> bytes:
             # surrogateescape: ctmpl keeps base64Decode's non-UTF-8 bytes as lone surrogates
             # (ctmpl/__init__.py); strict UTF-8 crashed on them (issue 10).
             # env/mustEnv/envOrDefault see the commands' environment: no VAULT_TOKEN/BAO_TOKEN
@@ -246,6 +270,7 @@ def prepare_one(
                 env=command_environment(),
                 max_output_bytes=max_output_bytes,
                 render_timeout=render_timeout,
+                used=used,
             )
             out = _encode(text, name, "surrogateescape")
             if len(out) > max_output_bytes:
@@ -254,7 +279,7 @@ def prepare_one(
                 )
             return out
 
-        return PreparedTemplate(spec, ct, ct.locations, render_ct)
+        return PreparedTemplate(spec, ct, ct.locations, render_ct, ct.dynamic)
 
     if spec.left_delimiter or spec.right_delimiter:
         raise TemplateSyntaxError(
@@ -272,10 +297,12 @@ def prepare_one(
         render_timeout=render_timeout,
     )
 
-    def render_jinja(secrets: Mapping[SecretLocation, SecretVersion]) -> bytes:
-        return jinja.render(compiled, secrets).encode("utf-8")
+    def render_jinja(
+        secrets: Mapping[SecretLocation, SecretVersion], used: set[SecretLocation] | None = None
+    ) -> bytes:
+        return jinja.render(compiled, secrets, used=used).encode("utf-8")
 
-    return PreparedTemplate(spec, compiled, compiled.locations, render_jinja)
+    return PreparedTemplate(spec, compiled, compiled.locations, render_jinja, compiled.dynamic)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -327,6 +354,58 @@ def _bounded_map(
 Secrets = Mapping[SecretLocation, SecretVersion | Kv2RenderError]
 
 
+class _Readable(Mapping[SecretLocation, SecretVersion]):
+    """The secrets read so far minus the failed reads: where a path computed while rendering
+    is looked up. A view, not a copy (a pass may hold thousands of secrets)."""
+
+    def __init__(self, secrets: Secrets) -> None:
+        self._secrets = secrets
+
+    def __getitem__(self, location: SecretLocation) -> SecretVersion:
+        got = self._secrets[location]
+        if isinstance(got, Kv2RenderError):
+            raise KeyError(location)
+        return got
+
+    def __iter__(self) -> Iterator[SecretLocation]:
+        return (k for k, v in self._secrets.items() if not isinstance(v, Kv2RenderError))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _Layered(Mapping[SecretLocation, SecretVersion | Kv2RenderError]):
+    """``top`` (what the rounds read) over ``base`` (the pass's secrets), without copying."""
+
+    def __init__(self, top: Secrets, base: Secrets) -> None:
+        self._top, self._base = top, base
+
+    def __getitem__(self, location: SecretLocation) -> SecretVersion | Kv2RenderError:
+        if location in self._top:
+            return self._top[location]
+        return self._base[location]
+
+    def __iter__(self) -> Iterator[SecretLocation]:
+        yield from self._top
+        yield from (k for k in self._base if k not in self._top)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _missing_outcome(exc: SecretsMissing, secrets: Secrets) -> Kv2RenderError:
+    """SecretsMissing while some are unread (the runner reads them); else the first failed
+    read among them. A failed read is not final while others are unread: a path built from a
+    secret not read yet may be a wrong guess that the next round no longer asks for."""
+    if any(loc not in secrets for loc in exc.locations):
+        return exc
+    for loc in sorted(exc.locations):
+        got = secrets[loc]
+        if isinstance(got, Kv2RenderError):
+            return got
+    return exc  # not reached: a read secret is never missing
+
+
 def render_template(
     item: PreparedTemplate,
     secrets: Secrets,
@@ -345,10 +424,24 @@ def render_template(
             return RenderResult(spec, error=Kv2RenderError(f"{location} was not read"))
     # Only this template's secrets: a pass over many templates must not copy the whole
     # pass's secrets once per template (found by benchmarks/run.py, scale rows).
-    available = {loc: cast(SecretVersion, secrets[loc]) for loc in item.locations}
+    available: Mapping[SecretLocation, SecretVersion] = {
+        loc: cast(SecretVersion, secrets[loc]) for loc in item.locations
+    }
     versions = {loc: version.version for loc, version in available.items()}
+    used: set[SecretLocation] = set()
     try:
-        data = item.render(available)
+        if item.dynamic:
+            # KV2-INV-390: computed paths look in every secret read so far this pass.
+            data = item.render(_Readable(secrets), used=used)
+            for loc in used:
+                versions[loc] = cast(SecretVersion, secrets[loc]).version
+        else:
+            data = item.render(available)
+    except SecretsMissing as exc:
+        return RenderResult(spec, versions=versions, error=_missing_outcome(exc, secrets))
+    except Kv2RenderError as exc:
+        return RenderResult(spec, versions=versions, error=exc)
+    try:
         did_write = (write or writer.write_atomic)(
             spec.destination,
             data,
@@ -388,6 +481,55 @@ def render_all(
     return _bounded_map(one, jobs, concurrency, "kv2render-render")
 
 
+def render_rounds(
+    jobs: Sequence[tuple[PreparedTemplate, Secrets]],
+    fetch: Callable[[set[SecretLocation]], Secrets],
+    *,
+    concurrency: int = 8,
+    write: Callable[..., bool] | None = None,
+) -> list[RenderResult]:
+    """:func:`render_all`, then the rounds for paths computed while rendering (KV2-INV-390).
+
+    Each round reads, in one ``fetch`` call, the secrets every waiting template found
+    missing (each once, KV2-INV-052), and renders those templates again with them. After
+    :data:`MAX_DISCOVERY_ROUNDS` rounds a template still waiting fails (KV2-FC-391).
+    """
+    results = render_all(jobs, concurrency=concurrency, write=write)
+    extra: dict[SecretLocation, SecretVersion | Kv2RenderError] = {}
+    for _ in range(MAX_DISCOVERY_ROUNDS):
+        waiting = [i for i, r in enumerate(results) if isinstance(r.error, SecretsMissing)]
+        if not waiting:
+            break
+        want: set[SecretLocation] = set()
+        for i in waiting:
+            exc = cast(SecretsMissing, results[i].error)
+            base = jobs[i][1]
+            want |= {loc for loc in exc.locations if loc not in base and loc not in extra}
+        if want:
+            extra.update(fetch(want))
+        again: list[tuple[PreparedTemplate, Secrets]] = [
+            (jobs[i][0], _Layered(extra, jobs[i][1])) for i in waiting
+        ]
+        rendered = render_all(again, concurrency=concurrency, write=write)
+        for i, result in zip(waiting, rendered, strict=True):
+            results[i] = result
+    return [_rounds_exhausted(r) for r in results]
+
+
+def _rounds_exhausted(result: RenderResult) -> RenderResult:
+    if not isinstance(result.error, SecretsMissing):
+        return result
+    first = min(result.error.locations)
+    error = RenderError(
+        f"secret paths computed while rendering still named unread secrets after "
+        f"{MAX_DISCOVERY_ROUNDS} read rounds (first: {first})",
+        where=result.error.locations[first],
+        hint="a chain of secrets that name further secrets may be at most "
+        f"{MAX_DISCOVERY_ROUNDS} deep; read fewer levels through computed paths",
+    )
+    return dataclasses.replace(result, error=error)
+
+
 def run_pass(
     prepared: Iterable[PreparedTemplate],
     store: SecretStore,
@@ -402,12 +544,25 @@ def run_pass(
     have: dict[SecretLocation, SecretVersion | Kv2RenderError] = dict(secrets or {})
     fetched = read_secrets(store, needed - have.keys(), concurrency=concurrency)
     have.update(fetched)
-    results = tuple(render_all([(item, have) for item in items], concurrency=concurrency))
+    reads = len(fetched)
+    discovered: dict[SecretLocation, SecretVersion | Kv2RenderError] = {}
+
+    def discover(locations: set[SecretLocation]) -> Secrets:
+        nonlocal reads
+        got = read_secrets(store, locations, concurrency=concurrency)
+        reads += len(got)
+        discovered.update(got)
+        return got
+
+    jobs: list[tuple[PreparedTemplate, Secrets]] = [(item, have) for item in items]
+    results = tuple(render_rounds(jobs, discover, concurrency=concurrency))
     for result in results:
         log_result(result)
-    read = [v for v in have.values() if isinstance(v, SecretVersion)]
+    # Command output is redacted with every value this pass read, discovered ones too.
+    values = (*have.values(), *discovered.values())
+    read = [v for v in values if isinstance(v, SecretVersion)]
     commands = run_changed_commands(results, read) if run_commands else ()
-    return PassReport(results, commands, reads=len(fetched))
+    return PassReport(results, commands, reads=reads)
 
 
 def describe_versions(versions: Mapping[SecretLocation, int]) -> str:

@@ -34,6 +34,7 @@ ISSUE_KEYS = {
     "naive_shared_s",
     "server_floor_s",
     "poll_cpu_ms_per_read",
+    "poll_cpu_ms_per_read_metrics",
     "idle_cpu_s_per_min",
     "daemon_rss_mb",
     "change_latency_p50_s",

@@ -110,6 +110,24 @@ class TemplateConfig:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """The opt-in HTTP listener: /metrics, /healthz, /readyz (issue 17, KV2-INV-425).
+
+    Off unless configured; loopback unless an address says otherwise."""
+
+    host: str = "127.0.0.1"
+    port: int = 9102
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+
+@dataclass(frozen=True)
 class TemplateSpec:
     """One ``template`` entry. Exactly one of source / contents / ref is set."""
 
@@ -150,6 +168,7 @@ class Config:
     # KV2-INV-354: --once's overall deadline for the server (logins, reads, retry waits);
     # 0 means none (only vault.retry.num_retries bounds the retries). Not used by the daemon.
     once_timeout: float = 60.0
+    metrics: MetricsSettings | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,6 +309,7 @@ def describe(config: Config) -> dict[str, Any]:
         "pid_file": _opt_str(config.pid_file),
         "exit_after_auth": config.exit_after_auth,
         "once_timeout": config.once_timeout,
+        "metrics": None if config.metrics is None else {"address": config.metrics.address},
     }
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from kv2render.config.sources import unwrap_block
 from kv2render.config.values import Section, kind_of
 from kv2render.errors import ConfigError
 
@@ -68,10 +69,8 @@ _REFUSED = {
 
 # Top-level stanzas and settings that do not change what is rendered: dropped, warned.
 _IGNORED_TOP = {
-    "listener": "kv2render has no listener",
     "cache": "kv2render has no cache",
     "api_proxy": "kv2render has no API proxy",
-    "telemetry": "kv2render exports no telemetry",
     "log_level": "use --log-level",
     "log_format": "use --log-format",
     "log_file": "kv2render logs to stderr",
@@ -128,7 +127,7 @@ def agent_reason(path: Path, tree: Any) -> str | None:
     if path.name.lower().endswith(AGENT_JSON_SUFFIX):
         return f"the name ends in {AGENT_JSON_SUFFIX}"
     for key in tree:
-        if key in _REFUSED or key in _IGNORED_TOP:
+        if key in _REFUSED or key in _IGNORED_TOP or key in ("listener", "telemetry"):
             return f"it has the agent-only '{key}' stanza"
     for key in ("vault", "auto_auth", "template_config"):
         if isinstance(tree.get(key), list):
@@ -169,6 +168,7 @@ def normalize(tree: Mapping[str, Any], path: Path, *, reason: str | None = None)
     _refuse(out)
     changes: list[tuple[str, str]] = []
     ignored: list[str] = []
+    _listener(out, changes, ignored)
     for key, why in _IGNORED_TOP.items():
         if key in out:
             del out[key]
@@ -240,6 +240,84 @@ def normalize(tree: Mapping[str, Any], path: Path, *, reason: str | None = None)
             )
         )
     return AgentTree(out, tuple(notices), tuple(changes))
+
+
+_LISTENER_KEYS = ("address", "tls_disable", "role", "telemetry")
+_TELEMETRY_KEYS = ("prometheus_retention_time", "disable_hostname")
+_NO_PROXY = (
+    "kv2render has no listener for the API proxy or cache; one with role = "
+    '"metrics_only" serves metrics and health'
+)
+
+
+def _listener(out: dict[str, Any], changes: list[tuple[str, str]], ignored: list[str]) -> None:
+    """``listener "tcp" { role = "metrics_only" }`` becomes ``metrics: {address}`` (issue 17,
+    KV2-INV-426). A listener with another role is the agent's API proxy, which kv2render has
+    not: ignored with a warning as before (KV2-FC-251), since it changes nothing rendered.
+    ``telemetry``'s Prometheus settings go with a metrics listener: the metrics are always
+    Prometheus, kept for the process's life."""
+    raw = out.pop("listener", None)
+    telemetry = unwrap_block(out.pop("telemetry", None))
+    listeners: list[tuple[str, Any]] = []
+    for block in raw if isinstance(raw, list) else [] if raw is None else [raw]:
+        if isinstance(block, dict) and len(block) == 1 and "type" not in block:
+            ((kind, body),) = block.items()  # HCL: listener "tcp" { ... }
+        elif isinstance(block, dict):
+            kind = str(block.get("type", "tcp"))
+            body = {k: v for k, v in block.items() if k != "type"}
+        else:
+            raise ConfigError("must be a block", where="listener")
+        listeners.append((str(kind), unwrap_block(body)))
+    metrics = [
+        (k, b) for k, b in listeners if isinstance(b, dict) and b.get("role") == "metrics_only"
+    ]
+    if len(metrics) < len(listeners):
+        ignored.append(f"ignoring the agent 'listener' stanza ({_NO_PROXY})")
+        if not metrics:
+            changes.append(("listener", f"dropped: {_NO_PROXY}"))
+    if telemetry is not None:
+        if not metrics:
+            why = 'no listener with role = "metrics_only" serves metrics'
+            ignored.append(f"ignoring the agent 'telemetry' stanza ({why})")
+            changes.append(("telemetry", f"dropped: {why}"))
+        elif isinstance(telemetry, dict):
+            extra = sorted(k for k in telemetry if k not in _TELEMETRY_KEYS)
+            if extra:
+                ignored.append(
+                    f"ignoring 'telemetry.{', telemetry.'.join(extra)}' (the metrics are "
+                    "Prometheus only, at the listener's /metrics)"
+                )
+            changes.append(("telemetry", "dropped: the metrics listener always serves Prometheus"))
+    if not metrics:
+        return
+    if len(metrics) > 1:
+        raise ConfigError(
+            'more than one listener with role = "metrics_only"',
+            where="listener",
+            hint="kv2render serves metrics and health on one listener: keep one",
+        )
+    kind, body = metrics[0]
+    where = f'listener "{kind}"'
+    if kind != "tcp":
+        raise ConfigError(
+            "only a tcp listener is supported", where=where, hint='write listener "tcp" { ... }'
+        )
+    unknown = sorted(k for k in body if k not in _LISTENER_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"not supported by kv2render's listener: {', '.join(unknown)}",
+            where=where,
+            hint='it takes address, tls_disable = true and role = "metrics_only"',
+        )
+    if body.get("tls_disable") not in (True, "true", 1):
+        raise ConfigError(
+            "kv2render's listener has no TLS",
+            where=f"{where}.tls_disable",
+            hint="set tls_disable = true and keep the address on loopback or the pod network",
+        )
+    # Vault's listener default address when none is given.
+    out["metrics"] = {"address": str(body.get("address", "127.0.0.1:8200"))}
+    changes.append(("listener", "the metrics_only listener: served as metrics.address"))
 
 
 def _refuse(tree: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from kv2render.config import (
     AuthSettings,
     AuthType,
     Config,
+    MetricsSettings,
     TemplateConfig,
     TemplateSpec,
     VaultSettings,
@@ -53,6 +54,7 @@ _TOP_KEYS = (
     "pid_file",
     "exit_after_auth",
     "once_timeout",
+    "metrics",
 )
 _VAULT_KEYS = (
     "address",
@@ -189,6 +191,7 @@ def build_checked(
     pid_file = attempt(lambda: top.opt("pid_file", as_path, base))
     exit_after_auth = attempt(lambda: bool(top.opt("exit_after_auth", as_bool)))
     once_timeout = attempt(lambda: _once_timeout(top))
+    metrics = attempt(lambda: _metrics(top))
     if problems or vault is None or auth is None or template_config is None:
         return Checked(None, tuple(flatten(problems)), templates)
     config = Config(
@@ -201,8 +204,28 @@ def build_checked(
         pid_file=pid_file,
         exit_after_auth=bool(exit_after_auth),
         once_timeout=Config.once_timeout if once_timeout is None else once_timeout,
+        metrics=metrics,
     )
     return Checked(config, (), templates)
+
+
+_METRICS_HINT = "write HOST:PORT, such as 127.0.0.1:9102 or [::1]:9102"
+
+
+def _metrics(top: Section) -> MetricsSettings | None:
+    """``metrics: {address: HOST:PORT}`` (issue 17); absent or null: no listener."""
+    if "metrics" not in top.data or top.data.get("metrics") is None:
+        return None
+    sec = top.section("metrics", ("address",))
+    if not sec.has("address"):
+        return MetricsSettings()
+    where = sec.at("address")
+    text = as_str(sec.data["address"], where)
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"not a listen address: {show(text)}", where=where, hint=_METRICS_HINT)
+    return MetricsSettings(host=host, port=int(port))
 
 
 def _top_section(tree: Mapping[str, Any], problems: list[ConfigError]) -> Section:

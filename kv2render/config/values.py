@@ -20,9 +20,9 @@ from kv2render.errors import ConfigError, InlineCredentialError, raise_all
 UNSUPPORTED = {
     "sink": "kv2render never writes tokens to disk; remove the sink",
     "cache": "kv2render has no cache/proxy; remove it",
-    "listener": "kv2render has no listener; remove it",
+    "listener": "write 'metrics: {address: 127.0.0.1:9102}' for the metrics/health listener",
     "api_proxy": "kv2render has no API proxy; remove it",
-    "telemetry": "kv2render exports no telemetry; remove it",
+    "telemetry": "metrics are Prometheus, served when 'metrics:' is set; remove it",
     "env_template": "process-supervisor mode is not supported; render a file instead",
     "exec": "process-supervisor mode is not supported; use template.command",
     "wrap_ttl": "response-wrapped tokens are not supported",

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from kv2render import runner
 from kv2render.config import Config
+from kv2render.daemon.metrics import NullRecorder
 from kv2render.daemon.notify import Notifier
 from kv2render.errors import (
     AccessDeniedError,
@@ -151,10 +152,18 @@ class _Template:
     command_error: CommandError | None = None
     last_render: float | None = None
     last_write: float | None = None
+    # KV2-INV-392: secrets whose paths the last render computed; polled like the constant
+    # ones, and a new version of one re-renders this template (and only the templates that
+    # used it).
+    dynamic: frozenset[SecretLocation] = frozenset()
 
     @property
     def spec_where(self) -> str:
         return self.item.spec.where
+
+    @property
+    def locations(self) -> frozenset[SecretLocation]:
+        return self.item.locations | self.dynamic if self.dynamic else self.item.locations
 
 
 RunCommands = Callable[[Sequence[RenderResult]], tuple[CommandResult, ...]]
@@ -182,6 +191,7 @@ class Daemon:
         notifier: Notifier | None = None,
         status_file: StatusFile | None = None,
         on_watch: Callable[[frozenset[Path]], None] | None = None,
+        metrics: NullRecorder | None = None,
     ) -> None:
         self.cfg = cfg
         self.ticks = ticks
@@ -199,6 +209,9 @@ class Daemon:
         self.notifier = notifier or Notifier({})
         self.status_file = status_file if status_file is not None else StatusFile(cfg.status_file)
         self._on_watch = on_watch
+        # Issue 17: a no-op unless the metrics listener is on (KV2-NFR-420).
+        self.metrics = metrics if metrics is not None else NullRecorder()
+        self._last_poll_ok: float | None = None
         self.exit_code: int | None = None
         self.ready = False
         self.passes = 0
@@ -234,7 +247,7 @@ class Daemon:
     def _loc_interval(self, loc: SecretLocation) -> float:
         default = self.cfg.template_config.static_secret_render_interval
         return min(
-            (self._interval(t) for t in self.templates if loc in t.item.locations), default=default
+            (self._interval(t) for t in self.templates if loc in t.locations), default=default
         )
 
     def _jitter(self, interval: float) -> float:
@@ -245,6 +258,9 @@ class Daemon:
 
     def run(self) -> int:
         """Loop until the stop event is set (0) or retries are exhausted (the error's code)."""
+        # Issue 17: replace a previous run's report at once; `status` says "not ready yet".
+        self._write_status("starting")
+        self.metrics.tick(self.wall(), 0.0)  # alive from the start (a first login may hang)
         self._watch()
         while not self.stop.is_set():
             self.step()
@@ -254,6 +270,7 @@ class Daemon:
             if self.stop.is_set():
                 break
             timeout = min(MAX_WAIT, max(0.0, self.next_wakeup() - self.clock()))
+            self.metrics.tick(self.wall(), timeout)
             for event in self.ticks.wait(timeout):
                 self.handle(event)
         self._write_status("stopped")
@@ -339,6 +356,7 @@ class Daemon:
         except Kv2RenderError as exc:
             if self.stop.is_set():
                 return  # the stop cut the login short; not a failure to report
+            self.metrics.login(False)
             self._login_failures += 1
             delay = self._login_backoff(getattr(exc, "retry_after", None))
             self._login_at = now + delay
@@ -358,6 +376,7 @@ class Daemon:
                 self.exit_code = exc.exit_code
             self._write_status("login-failed")
             return
+        self.metrics.login(True)
         self._need_login = False
         self._login_failures = 0
         self._renew_failures = 0
@@ -377,8 +396,10 @@ class Daemon:
         """Schedule renewal at 2/3 TTL and re-login at 80-90 % of a lease that cannot grow."""
         self._renew_at = self._relogin_at = self._expires_at = None
         if info is None or info.ttl is None or info.ttl <= 0:
+            self.metrics.token_expiry(None)
             return  # no expiry (root, mtls, bearer): nothing to schedule
         self._expires_at = info.learned_at + info.ttl
+        self.metrics.token_expiry(self.wall() + self._expires_at - self.clock())
         if info.renewable:
             self._renew_at = info.learned_at + info.ttl * 2 / 3
         # Vault's LifetimeWatcher lets 80-90 % of a lease elapse before giving up on it;
@@ -392,6 +413,7 @@ class Daemon:
         except TransientError as exc:
             if self.stop.is_set():
                 return
+            self.metrics.renewal(False)
             self._renew_failures += 1
             remaining = (self._expires_at or now) - now
             delay = backoff(
@@ -401,9 +423,11 @@ class Daemon:
             log.warning("token renewal failed: %s; retrying in %.1fs", exc, delay)
             return
         except Kv2RenderError as exc:
+            self.metrics.renewal(False)
             log.warning("token renewal refused: %s; logging in again", exc)
             self._schedule_login(now)
             return
+        self.metrics.renewal(True)
         self._renew_failures = 0
         if info.ttl is not None and info.ttl > 0 and old_expiry is not None:
             new_expiry = info.learned_at + info.ttl
@@ -462,7 +486,7 @@ class Daemon:
     # -- one pass ---------------------------------------------------------------------------
 
     def _locations(self) -> set[SecretLocation]:
-        return {loc for t in self.templates for loc in t.item.locations}
+        return {loc for t in self.templates for loc in t.locations}
 
     def _pass(self, now: float) -> None:
         due_templates = [
@@ -472,10 +496,10 @@ class Daemon:
         need = {loc for loc in latest if self._due.get(loc, now) <= now}
         for t in due_templates:
             # Pinned versions never change: read once and cached (issue 5).
-            need |= {
-                loc for loc in t.item.locations if loc.version is None or loc not in self._cache
-            }
+            need |= {loc for loc in t.locations if loc.version is None or loc not in self._cache}
         if not need and not due_templates:
+            if not latest and self._last_poll_ok is None:
+                self._last_poll_ok = self.wall()  # pinned only: nothing can go stale
             return
         # Each secret's next poll counts from when this pass started, not from when its reads
         # finished, so the interval holds whatever a pass costs (KV2-INV-165: no drift).
@@ -487,6 +511,10 @@ class Daemon:
             return  # requests were cut short by the stop: no verdict on them
         now = self.clock()
         changed, errors = self._absorb(fetched, now, started)
+        self.metrics.reads(fetched)
+        if not errors:
+            self._last_poll_ok = self.wall()
+        self.metrics.poll(now - started, not errors, self.wall())
         if any(isinstance(e, AuthError) for e in errors.values()):
             # The store already tried a fresh login on 403; an AuthError means logins fail.
             self._login_failures += 1
@@ -497,12 +525,12 @@ class Daemon:
             t
             for t in self.templates
             if t in due_templates
-            or t.item.locations & (changed | errors.keys())
+            or t.locations & (changed | errors.keys())
             # A failed template whose secrets all read fine again recovers at this poll,
             # not at the end of its backoff (KV2-INV-162).
-            or (t.error is not None and t.item.locations & ok and self._readable(t, ok))
+            or (t.error is not None and t.locations & ok and self._readable(t, ok))
         ]
-        self._render(todo, errors, now)
+        self._render(todo, errors, now, started)
         self.passes += 1
         unchanged = len(fetched) - len(changed) - len(errors)
         log.debug(
@@ -516,8 +544,7 @@ class Daemon:
 
     def _readable(self, t: _Template, ok: set[SecretLocation]) -> bool:
         return all(
-            loc in ok or (loc.version is not None and loc in self._cache)
-            for loc in t.item.locations
+            loc in ok or (loc.version is not None and loc in self._cache) for loc in t.locations
         )
 
     def _absorb(
@@ -564,20 +591,25 @@ class Daemon:
         self._due[loc] = max(base + self._jitter(interval), now)
 
     def _render(
-        self, todo: list[_Template], errors: Mapping[SecretLocation, Kv2RenderError], now: float
+        self,
+        todo: list[_Template],
+        errors: Mapping[SecretLocation, Kv2RenderError],
+        now: float,
+        started: float,
     ) -> None:
         results: list[tuple[_Template, RenderResult]] = []
-        ready = [t for t in todo if not any(loc in errors for loc in t.item.locations)]
-        rendered = dict(zip(map(id, ready), self._render_ready(ready), strict=True))
+        ready = [t for t in todo if not any(loc in errors for loc in t.locations)]
+        rendered = dict(zip(map(id, ready), self._render_ready(ready, started), strict=True))
         for t in todo:
             spec = t.item.spec
-            failed = [errors[loc] for loc in sorted(t.item.locations) if loc in errors]
+            failed = [errors[loc] for loc in sorted(t.locations) if loc in errors]
             if failed:
                 result = RenderResult(spec, versions=dict(t.versions), error=failed[0])
             else:
                 result = rendered[id(t)]
             runner.log_result(result)
             self._record(t, result, now)
+            self.metrics.render(result, self.wall())
             results.append((t, result))
             if self.exit_code is not None:
                 return
@@ -586,7 +618,9 @@ class Daemon:
             by_index = {t.item.spec.index: t for t, _ in results}
             # Commands run after every write of the pass, once per change; a failure is
             # reported and triggers nothing else (hashicorp/vault#12566).
-            for command in self._run_commands(written):
+            commands = self._run_commands(written)
+            self.metrics.commands(commands)
+            for command in commands:
                 for index in command.templates:
                     if index in by_index:
                         by_index[index].command_error = command.error
@@ -595,16 +629,35 @@ class Daemon:
         # The values this daemon holds are redacted from the commands' output (KV2-INV-397).
         return runner.run_changed_commands(written, tuple(self._cache.values()))
 
-    def _render_ready(self, ready: list[_Template]) -> list[RenderResult]:
-        """Render and write concurrently (runner.render_all); a crash is one template's."""
-        jobs = [(t.item, {loc: self._cache[loc] for loc in t.item.locations}) for t in ready]
-        return runner.render_all(
-            jobs, concurrency=self.cfg.template_config.concurrency, write=self._write
-        )
+    def _render_ready(self, ready: list[_Template], started: float) -> list[RenderResult]:
+        """Render and write concurrently (runner.render_rounds); a crash is one template's.
+
+        A template with computed secret paths sees the whole cache; the secrets its render
+        finds missing are read (each once for all templates, KV2-INV-390), cached and
+        scheduled for polling like any other.
+        """
+        concurrency = self.cfg.template_config.concurrency
+
+        def discover(locations: set[SecretLocation]) -> runner.Secrets:
+            fetched = runner.read_secrets(self.store, locations, concurrency=concurrency)
+            self._absorb(fetched, self.clock(), started)
+            return fetched
+
+        jobs: list[tuple[PreparedTemplate, runner.Secrets]] = [
+            (
+                t.item,
+                self._cache
+                if t.item.dynamic
+                else {loc: self._cache[loc] for loc in t.item.locations},
+            )
+            for t in ready
+        ]
+        return runner.render_rounds(jobs, discover, concurrency=concurrency, write=self._write)
 
     def _record(self, t: _Template, result: RenderResult, now: float) -> None:
         t.dirty = False
         if result.error is None:
+            t.dynamic = frozenset(result.versions.keys() - t.item.locations)
             t.versions = dict(result.versions)
             t.error = None
             t.failures = 0
@@ -660,7 +713,7 @@ class Daemon:
     def template_status(self) -> list[TemplateStatus]:
         out = []
         for t in self.templates:
-            versions: dict[SecretLocation, int | None] = {loc: None for loc in t.item.locations}
+            versions: dict[SecretLocation, int | None] = {loc: None for loc in t.locations}
             versions.update(t.versions)
             err = t.error or t.source_error or t.command_error
             out.append(
@@ -693,8 +746,10 @@ class Daemon:
             ready=self.ready,
             state=state,
             token=self._token_status(),
+            last_successful_poll=self._last_poll_ok,
         )
         self.status_file.write(doc)
+        self.metrics.publish(doc)
 
     # -- files and reload -------------------------------------------------------------------
 
@@ -755,6 +810,7 @@ class Daemon:
         log.info("%s: source %s changed; re-rendering", spec.where, spec.source)
         t.item = item
         t.source_error = None
+        t.dynamic = frozenset()  # the edited template's render finds its own (KV2-INV-392)
         t.dirty = True
 
     def reload(self, reason: str, *, only_if_different: bool = False) -> bool:

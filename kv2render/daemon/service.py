@@ -32,6 +32,7 @@ from kv2render.daemon.loop import (
     ReloadRequested,
     TickEvent,
 )
+from kv2render.daemon.metrics import HEALTH_GRACE
 from kv2render.daemon.notify import Notifier
 
 log = logging.getLogger(__name__)
@@ -174,10 +175,12 @@ def run(
     def reload_config() -> Config:
         return config_mod.load(path, overrides=dict(overrides or {}))
 
+    listener = None
     try:
         pid_file.write()  # a WriteError stops the start, as in Vault Agent
         if lock.held:
             remove_leftover_temp_files(cfg)
+        recorder, listener = start_metrics(cfg)
         daemon = Daemon(
             cfg,
             store_factory=lambda c: open_daemon_store(c, stop),
@@ -187,12 +190,41 @@ def run(
             config_path=path,
             notifier=notifier,
             on_watch=watcher.update,
+            metrics=recorder,
         )
         return supervise(daemon, ticks=ticks, stop=stop, notifier=notifier)
     finally:
+        if listener is not None:
+            listener.close()
         watcher.close()
         lock.release()
         pid_file.remove()
+
+
+def start_metrics(cfg: Config) -> tuple[Any, Any]:
+    """The metrics recorder and its listener when ``metrics`` is configured, else (None,
+    None): prometheus_client is imported only then (KV2-NFR-420). The address is read at
+    start; a reload that changes it says so and keeps the running listener."""
+    if cfg.metrics is None:
+        return None, None
+    from kv2render.daemon.health import HealthServer
+    from kv2render.daemon.metrics import PrometheusRecorder
+
+    # /readyz calls a template stale after 3 poll intervals without a successful poll,
+    # the alert rule's threshold too (examples/observability).
+    recorder = PrometheusRecorder(
+        stale_after=3 * cfg.template_config.static_secret_render_interval,
+        health_grace=health_grace(cfg),
+    )
+    return recorder, HealthServer(cfg.metrics, recorder).start()
+
+
+def health_grace(cfg: Config) -> float:
+    """How late the loop may be before /healthz fails: the longest one pass can take while
+    the server is down, each request timing out and retried with the backoff capped at 60 s
+    (KV2-INV-424). An outage is no reason for a liveness probe to restart kv2render."""
+    retries = max(0, cfg.vault.num_retries)
+    return max(HEALTH_GRACE, (retries + 1) * cfg.vault.timeout + retries * 60.0)
 
 
 def _install_signals(fd: int) -> tuple[int | None, dict[int, Any]]:

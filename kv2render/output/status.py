@@ -86,8 +86,12 @@ def document(
     state: str,
     token: Mapping[str, Any] | None = None,
     pid: int | None = None,
+    last_successful_poll: float | None = None,
 ) -> dict[str, Any]:
-    """The status document; ``state`` is a short word such as running/retrying/auth-failed."""
+    """The status document; ``state`` is a short word such as running/retrying/auth-failed.
+
+    ``last_successful_poll``: when a poll last read every secret it needed without error
+    (``kv2render status --max-age``, KV2-INV-423)."""
     return {
         "kv2render": __version__,
         "pid": os.getpid() if pid is None else pid,
@@ -95,6 +99,7 @@ def document(
         "updated": utc(now),
         "state": state,
         "ready": ready,
+        "last_successful_poll": utc(last_successful_poll),
         "token": dict(token) if token is not None else None,
         "templates": [t.as_json() for t in templates],
     }
@@ -301,3 +306,123 @@ class PidFile:
                 self.path.unlink()
         except (OSError, UnicodeDecodeError):
             pass
+
+
+# -- the probe: ``kv2render status``'s exit code (issue 17, KV2-INV-422) ----------------------
+
+# Distinct from the error exit codes 1..7 (errors.py), 2 for a usage error, and 130: a probe
+# that fails says *which* way the files cannot be trusted (docs/operations.md has the table).
+PROBE_OK = 0
+PROBE_DEGRADED = 10  # running, but a template (or the login) is failing: files may be old
+PROBE_NOT_READY = 11  # running, but not every template has rendered yet
+PROBE_STALE = 12  # --max-age: no successful poll for that long
+PROBE_STOPPED = 13  # stopped, exited, or crashed (stale pid, no lock)
+PROBE_NO_STATUS = 14  # no status file: the daemon never ran, or runs elsewhere
+
+# Words a running daemon's status file never says (loop.Daemon.run writes them last).
+_STOPPED_STATES = ("stopped", "exited")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    code: int
+    word: str
+    reason: str
+
+
+def parse_utc(text: Any) -> float | None:
+    """The epoch of a :func:`utc` string, None when absent or not one."""
+    if not isinstance(text, str):
+        return None
+    import calendar
+
+    head, _, frac = text.rstrip("Z").partition(".")
+    try:
+        seconds = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+    return seconds + (int(frac) / 1000 if frac.isdigit() else 0.0)
+
+
+def assess(doc: Mapping[str, Any], *, now: float, max_age: float | None = None) -> Verdict:
+    """Whether the files a daemon serves can be trusted, from its status document alone.
+
+    Shared by ``kv2render status`` (which also checks the process is alive) and
+    ``/readyz`` (KV2-INV-424), so both always agree. Names templates and error classes,
+    never an error's text or a value.
+    """
+    state = str(doc.get("state", ""))
+    if state in _STOPPED_STATES:
+        return Verdict(PROBE_STOPPED, "stopped", f"the daemon's last state is {state!r}")
+    templates = [t for t in doc.get("templates", ()) if isinstance(t, Mapping)]
+    never = [str(t.get("template")) for t in templates if t.get("last_render") is None]
+    failing = [str(t.get("template")) for t in templates if t.get("last_error") is not None]
+    # A failure outranks "not ready": the operator needs to know something is refused.
+    if failing:
+        return Verdict(PROBE_DEGRADED, "degraded", f"failing: {', '.join(failing)}")
+    if state not in ("running", "starting"):
+        return Verdict(PROBE_DEGRADED, "degraded", f"the daemon's state is {state!r}")
+    if not doc.get("ready") or never or state != "running":
+        pending = f": {', '.join(never)} not rendered yet" if never else ""
+        return Verdict(PROBE_NOT_READY, "not-ready", f"not every template has rendered{pending}")
+    # Only pinned versions: nothing is polled, so nothing can go stale.
+    follows = any(
+        isinstance(sec, Mapping) and sec.get("pinned_version") is None
+        for t in templates
+        for sec in t.get("secrets", ())
+    )
+    if max_age is not None and follows:
+        last = parse_utc(doc.get("last_successful_poll"))
+        if last is None or now - last > max_age:
+            since = "never" if last is None else f"{now - last:.0f}s ago"
+            return Verdict(
+                PROBE_STALE, "stale", f"no successful poll within {max_age:g}s (last: {since})"
+            )
+    return Verdict(PROBE_OK, "running", f"{len(templates)} template(s) fresh")
+
+
+def process_alive(doc: Mapping[str, Any], lock: Path | None) -> str | None:
+    """Why the daemon the document describes is not running, or None when it is.
+
+    Alive means: the pid exists, is a kv2render process (``/proc/PID/cmdline``, where
+    there is one), and the instance lock is held. A SIGKILLed daemon leaves a status file
+    saying "running" with a pid that is gone or reused (KV2-INV-422).
+    """
+    pid = doc.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return "the status file names no pid"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"pid {pid} is not running (the daemon crashed or was killed)"
+    except PermissionError:
+        pass  # exists, owned by another user
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return f"pid {pid} is not running (the daemon crashed or was killed)"
+    except OSError:
+        cmdline = None  # no /proc here, or not readable: the lock still tells
+    if cmdline is not None and b"kv2render" not in cmdline:
+        return f"pid {pid} is another program now (the daemon crashed or was killed)"
+    if lock is not None and not lock_held(lock):
+        return f"no process holds the instance lock {lock} (the daemon is gone)"
+    return None
+
+
+def lock_held(path: Path) -> bool:
+    """Whether some process holds ``path``'s flock. Tries a shared lock for an instant
+    and drops it; never creates the file."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # also drops the shared lock if it was taken
+    return False

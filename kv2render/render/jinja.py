@@ -2,10 +2,12 @@
 
 ::
 
-    text --compile_template()--> CompiledTemplate(name, refs)      (no network, `check` uses it)
-            parse -> refuse include/import, non-constant refs,
-            unknown names -> add resource guards -> compile
+    text --compile_template()--> CompiledTemplate(name, refs, dynamic)  (no network, `check`)
+            parse -> refuse include/import, unknown names -> collect constant refs and
+            the lines of computed ones -> add resource guards -> compile
     CompiledTemplate + {SecretLocation: SecretVersion} --render()--> str
+            a computed reference not in the mapping: SecretsMissing, the runner reads it and
+            renders again (KV2-INV-390)
             every error is a RenderError/MissingKeyError at `name:line`, passed through redact()
 
 Spec: KV2-INV/FC/AC-070..089 (templates). Choices that differ from plain Jinja2 or from
@@ -28,6 +30,7 @@ import contextvars
 import functools
 import inspect
 import re
+import sys
 import time
 import types
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -35,7 +38,14 @@ from dataclasses import dataclass, field
 from string import Formatter
 from typing import TYPE_CHECKING, Any, cast
 
-from jinja2 import Environment, StrictUndefined, Undefined, nodes, pass_context
+from jinja2 import (
+    ChainableUndefined,
+    Environment,
+    StrictUndefined,
+    Undefined,
+    nodes,
+    pass_context,
+)
 from jinja2 import TemplateSyntaxError as JinjaSyntaxError
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.meta import find_undeclared_variables
@@ -49,6 +59,7 @@ from kv2render.errors import (
     MissingKeyError,
     ReferenceSyntaxError,
     RenderError,
+    SecretsMissing,
     TemplateSyntaxError,
 )
 from kv2render.redact import REDACTED, redact, scrub_engine_text
@@ -93,8 +104,10 @@ class CompiledTemplate:
     """A parsed, checked and compiled template; ``refs`` are known before anything is read."""
 
     name: str  # the source path, or 'template[2].contents'
-    refs: tuple[SecretRef, ...]  # every distinct secret()/kv2() reference, in source order
+    refs: tuple[SecretRef, ...]  # every distinct constant secret()/kv2() reference, in order
     error_on_missing_key: bool = True
+    # 'name:line' of each kv2()/secret() call whose argument is computed (KV2-INV-390)
+    dynamic: tuple[str, ...] = ()
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     render_timeout: float = DEFAULT_RENDER_TIMEOUT
     _template: Template | None = field(default=None, repr=False, compare=False)
@@ -126,6 +139,14 @@ class _RenderState:
     steps: int = 0
     ticks: int = 0
     views: dict[tuple[str, SecretLocation], SecretData] = field(default_factory=dict)
+    # KV2-INV-390: references computed while rendering. ``pool`` holds every secret read so
+    # far this pass; a computed one not in it is recorded in ``missing`` (with its line).
+    pool: Mapping[SecretLocation, SecretVersion] = field(default_factory=dict)
+    name: str = ""
+    template: Template | None = None
+    resolved: dict[tuple[str, str], SecretRef] = field(default_factory=dict)
+    missing: dict[SecretLocation, str] = field(default_factory=dict)
+    used: set[SecretLocation] = field(default_factory=set)
 
     def step(self) -> None:
         self.steps += 1
@@ -264,23 +285,70 @@ def _freeze(value: Any, label: str, path: str) -> Any:
 # -- kv2() and secret() --------------------------------------------------------------------
 
 
-def _lookup(func: str, text: Any) -> tuple[_RenderState, SecretRef, SecretVersion]:
+def _resolve(state: _RenderState, func: str, text: Any) -> SecretRef:
+    """A reference computed while rendering (KV2-INV-390); never quoted in an error, since
+    it may be derived from a secret value (KV2-INV-366, KV2-FC-390)."""
+    if not isinstance(text, str):
+        raise RenderError(
+            f"{func}() needs a reference string; it was given a value of type "
+            f"{type(text).__name__}",
+            hint=f'pass {func}() one string, e.g. {func}("vault+kv2:///secret/data/app")',
+        )
+    ref = state.resolved.get((func, text))
+    if ref is not None:
+        return ref
+    try:
+        ref = parse_ref(text, allow_path_form=func == "secret")
+    except ReferenceSyntaxError:
+        raise RenderError(
+            f"{func}() was given a reference computed while rendering that is not a valid "
+            "KV2 reference (its text is not shown: it may be derived from a secret)",
+            hint="build MOUNT/data/PATH (secret()) or vault+kv2:///MOUNT/data/PATH#KEY (kv2())",
+        ) from None
+    if func == "secret" and (ref.key is not None or ref.pointer is not None):
+        raise RenderError(
+            "secret() returns the whole secret and takes no #key or #/pointer",
+            hint='select with .Data.data.KEY, or use kv2("...#KEY")',
+        )
+    state.resolved[(func, text)] = ref
+    return ref
+
+
+def _call_site(state: _RenderState) -> str:
+    """``name:line`` of the template line running now (a live frame of the compiled code)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename == state.name and state.template is not None:
+            return f"{state.name}:{state.template.get_corresponding_lineno(frame.f_lineno)}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return state.name
+
+
+# What a computed reference gives while its secret is not read yet: it prints as nothing and
+# chains (.Data.data.x), so the render goes on and finds every other missing secret in the
+# same round; the output is discarded (KV2-INV-390, consul-template returns nil the same way).
+_PENDING = ChainableUndefined(name="a secret not read yet")
+
+
+def _lookup(func: str, text: Any) -> tuple[_RenderState, SecretRef, SecretVersion | None]:
     state = _state()
     ref = state.calls.get((func, text)) if isinstance(text, str) else None
-    if ref is None:
-        # Defence in depth: compile_template() only lets constant-string calls through, so
-        # a reference it did not see can only come from a way around that check.
-        raise RenderError(
-            f"{func}() was called with a reference that was not found when the template was "
-            "compiled",
-            hint=f'call {func}("...") directly with a constant string',
-        )
-    return state, ref, state.secrets[ref.location]
+    if ref is not None:
+        return state, ref, state.secrets[ref.location]
+    ref = _resolve(state, func, text)
+    version = state.secrets.get(ref.location) or state.pool.get(ref.location)
+    if version is None:
+        state.missing.setdefault(ref.location, _call_site(state))
+        return state, ref, None
+    state.used.add(ref.location)
+    return state, ref, version
 
 
 def _kv2(text: Any) -> Any:
     """kv2(REF): with #key or #/pointer the value as text, else the whole data object."""
     state, ref, version = _lookup("kv2", text)
+    if version is None:
+        return _PENDING
     if ref.key is None and ref.pointer is None:
         view = state.views.get(("kv2", ref.location))
         if view is None:
@@ -299,6 +367,8 @@ def _kv2(text: Any) -> Any:
 def _secret(text: Any) -> Any:
     """secret(PATH_OR_REF): consul-template's shape, ``.Data.data`` and ``.Data.metadata``."""
     state, ref, version = _lookup("secret", text)
+    if version is None:
+        return _PENDING
     view = state.views.get(("secret", ref.location))
     if view is None:
         metadata: dict[str, Any] = {
@@ -763,24 +833,32 @@ def _check_names(ast: nodes.Template, name: str, env: _Sandbox) -> None:
 
 def _discover(
     ast: nodes.Template, name: str
-) -> tuple[list[SecretRef], dict[tuple[str, str], SecretRef]]:
-    """Every kv2()/secret() call: its argument must be one constant string (KV2 issue 4)."""
+) -> tuple[list[SecretRef], dict[tuple[str, str], SecretRef], list[str]]:
+    """Every kv2()/secret() call: one argument; a constant string is parsed now (KV2 issue 4),
+    a computed one is resolved while rendering (KV2-INV-390) and only its line is kept."""
     refs: list[SecretRef] = []
     calls: dict[tuple[str, str], SecretRef] = {}
+    dynamic: list[str] = []
     for call in ast.find_all(nodes.Call):
         if not (isinstance(call.node, nodes.Name) and call.node.name in _FUNCTIONS):
             continue
         func = call.node.name
         arg = call.args[0] if len(call.args) == 1 else None
         plain = not (call.kwargs or call.dyn_args or call.dyn_kwargs)
-        if not (plain and isinstance(arg, nodes.Const) and isinstance(arg.value, str)):
+        if not plain or arg is None:
             raise _syntax(
-                f"{func}() argument must be a constant string (one quoted reference)",
+                f"{func}() takes exactly one argument, the reference",
                 name,
                 call.lineno,
-                hint="references are found before anything is read, so they cannot be "
-                "computed from variables, filters or concatenation",
+                hint=f'call {func}("vault+kv2:///secret/data/app") or {func}(a_computed_string)',
             )
+        if not (isinstance(arg, nodes.Const) and isinstance(arg.value, str)):
+            if isinstance(arg, nodes.Const):  # a number, a bool, None: never a reference
+                raise _syntax(f"{func}() argument must be a string", name, call.lineno)
+            where = f"{name}:{call.lineno}"
+            if where not in dynamic:
+                dynamic.append(where)
+            continue
         text = arg.value
         where = f"{name}:{call.lineno}"
         try:
@@ -799,7 +877,7 @@ def _discover(
         calls[(func, text)] = ref
         if ref not in refs:
             refs.append(ref)
-    return refs, calls
+    return refs, calls, dynamic
 
 
 def _constants(ast: nodes.Template) -> frozenset[str]:
@@ -840,7 +918,7 @@ def compile_template(
     try:
         ast = env.parse(text, name=name, filename=name)
         _check_structure(ast, name)
-        refs, calls = _discover(ast, name)
+        refs, calls, dynamic = _discover(ast, name)
         constants = _constants(ast)
         _check_names(ast, name, env)  # last: jinja's meta pass const-folds the tree in place
         _AddGuards().visit(ast)
@@ -857,6 +935,7 @@ def compile_template(
         name=name,
         refs=tuple(refs),
         error_on_missing_key=error_on_missing_key,
+        dynamic=tuple(dynamic),
         max_output_bytes=max_output_bytes,
         render_timeout=render_timeout,
         _template=template,
@@ -917,8 +996,18 @@ def _render_error(
     )
 
 
-def render(tpl: CompiledTemplate, secrets: Mapping[SecretLocation, SecretVersion]) -> str:
-    """Render with the secrets read for ``tpl.locations``; RenderError/MissingKeyError else."""
+def render(
+    tpl: CompiledTemplate,
+    secrets: Mapping[SecretLocation, SecretVersion],
+    *,
+    used: set[SecretLocation] | None = None,
+) -> str:
+    """Render with the secrets read for ``tpl.locations``; RenderError/MissingKeyError else.
+
+    A reference computed while rendering is looked up in ``secrets`` too; when one is not
+    there, SecretsMissing lists them all and the output is discarded (KV2-INV-390). ``used``
+    receives the computed references' locations of a complete render.
+    """
     if tpl._template is None:
         raise RenderError("the template was not compiled by compile_template()", where=tpl.name)
     available: dict[SecretLocation, SecretVersion] = {}
@@ -935,6 +1024,9 @@ def render(tpl: CompiledTemplate, secrets: Mapping[SecretLocation, SecretVersion
         constants=tpl._constants,
         timeout=tpl.render_timeout,
         deadline=time.monotonic() + tpl.render_timeout,
+        pool=secrets,
+        name=tpl.name,
+        template=tpl._template,
     )
     token = _STATE.set(state)
     chunks: list[str] = []
@@ -951,9 +1043,18 @@ def render(tpl: CompiledTemplate, secrets: Mapping[SecretLocation, SecretVersion
                 )
             chunks.append(chunk)
     except Exception as exc:
+        if state.missing:
+            # An incomplete render's errors are not trusted: a pending secret printed as
+            # nothing may be what failed (consul-template ignores them the same way).
+            raise SecretsMissing(state.missing) from None
         # 'from None': the original message may quote a value (KV2-INV-001).
-        raise _render_error(exc, tpl, available.values()) from None
+        seen = [*available.values(), *(secrets[loc] for loc in state.used)]
+        raise _render_error(exc, tpl, seen) from None
     finally:
         generator.close()
         _STATE.reset(token)
+    if state.missing:
+        raise SecretsMissing(state.missing)
+    if used is not None:
+        used.update(state.used)
     return "".join(chunks)

@@ -311,10 +311,14 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
         "template[0].contents:1:",
     ),
     (
-        "non-constant ref",
+        # A computed reference renders now (KV2-INV-390); two arguments never do.
+        "secret() with two arguments",
         {
             "template": [
-                {"contents": "{% set p = 'secret/data/a' %}\n{{ secret(p) }}", "destination": "x"}
+                {
+                    "contents": "{% set p = 'secret/data/a' %}\n{{ secret(p, 'k') }}",
+                    "destination": "x",
+                }
             ]
         },
         ":2",

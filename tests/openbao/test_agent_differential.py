@@ -95,11 +95,6 @@ DIVERGENCES: dict[str, Divergence] = {
         "0755 with the agent: it holds secret files, and nobody else needs to list it",
         ("",),
     ),
-    "dynamic secret paths: issue 16": Divergence(
-        "kv2render refuses a secret path built while rendering (printf, env), since its reads "
-        "must be known before rendering; the agent renders it. Issue 16 lifts this",
-        ("probes/dynamic-path-printf", "probes/dynamic-path-env"),
-    ),
     "relative paths from the config's directory": Divergence(
         "kv2render resolves a relative source and destination against the config file's "
         "directory, the agent against its working directory: a config means the same files "
@@ -117,6 +112,13 @@ DIVERGENCES: dict[str, Divergence] = {
         "(': json.Number and int'). Same failure, same position and action",
         tuple(f"28-eq-number-error/{mode}" for mode in MODES),
         lambda data: re.sub(rb"(incompatible types for comparison): \S+ and \S+$", rb"\1", data),
+    ),
+    "no byte offsets computed from a secret": Divergence(
+        "Go's base64 error names the byte offset where a secret's value stopped decoding; "
+        "kv2render gives the kind of error only, since the offset is derived from the value "
+        "(KV2-INV-366). Same failure, same position and action",
+        tuple(f"36-base64-invalid/{mode}" for mode in MODES),
+        lambda data: re.sub(rb"(illegal base64 data) at input byte \d+", rb"\1", data),
     ),
     "secrets read before rendering": Divergence(
         "kv2render reads every secret a template names before rendering it. consul-template "

@@ -280,9 +280,6 @@ def test_refs_found_by_parsing_in_order_including_untaken_branches() -> None:
 @pytest.mark.parametrize(
     ("text", "line"),
     [
-        ("a\n{% set p = 'x' %}\n{{ kv2(p) }}", 3),
-        ('{{ kv2("vault+kv2:///secret/" ~ "data/app/db") }}', 1),
-        ('\n{{ kv2("vault+kv2:///secret/data/app/db"|lower) }}', 2),
         ('{{ secret("secret/data/app/db", "x=1") }}', 1),
         ('{{ secret(ref="secret/data/app/db") }}', 1),
         ("{{ secret() }}", 1),
@@ -291,11 +288,15 @@ def test_refs_found_by_parsing_in_order_including_untaken_branches() -> None:
     ],
 )
 def test_non_constant_reference_is_a_syntax_error_with_line(text: str, line: int) -> None:
-    """KV2-FC-071, KV2-AC-079: the argument must be one constant string; error gives name:line."""
+    """KV2-FC-071, KV2-AC-079: one positional string argument (a computed one is resolved while
+    rendering, KV2-INV-390, tests/integration/test_dynamic_paths.py); error gives name:line."""
     with pytest.raises(TemplateSyntaxError) as info:
         compile_template(text, name="tpl/app.j2")
     assert info.value.where == f"tpl/app.j2:{line}"
-    assert "must be a constant string" in info.value.message
+    assert (
+        "takes exactly one argument" in info.value.message
+        or "must be a string" in info.value.message
+    )
     assert info.value.exit_code == 2
 
 
@@ -367,12 +368,14 @@ def test_undefined_names_are_compile_errors() -> None:
     assert run(text) == "11!"
 
 
-def test_runtime_reference_not_seen_at_compile_is_refused() -> None:
-    """Defence in depth (KV2-INV-071): kv2() refuses a reference compile_template did not see."""
+def test_runtime_reference_not_seen_at_compile_is_resolved_while_rendering() -> None:
+    """KV2-INV-390: a reference compile_template did not list is resolved while rendering,
+    from the secrets handed to render(), and reported in ``used``."""
     tpl = compile_template(f'{{{{ kv2("{REF}#password") }}}}', name="t.j2")
-    sneaky = CompiledTemplate(tpl.name, tpl.refs, _template=tpl._template, _calls={})
-    with pytest.raises(RenderError, match="not found when the template was compiled"):
-        render(sneaky, SECRETS)
+    unlisted = CompiledTemplate(tpl.name, (), _template=tpl._template, _calls={})
+    used: set[SecretLocation] = set()
+    assert render(unlisted, SECRETS, used=used) == "p&<>\"'ss"
+    assert used == {DB}
 
 
 def test_render_needs_every_location() -> None:

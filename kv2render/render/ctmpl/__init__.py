@@ -2,8 +2,11 @@
 
 Data flow::
 
-    text --lexer--> tokens --parser--> tree --refs--> CtTemplate(name, refs)
+    text --lexer--> tokens --parser--> tree --refs--> CtTemplate(name, refs, dynamic)
     CtTemplate + {SecretLocation: SecretVersion} --exec (Go text/template rules)--> str
+        a path computed while rendering (printf, env, a variable, a pipeline) that is not in
+        the mapping: SecretsMissing; the runner reads it and renders again (KV2-INV-390),
+        as consul-template does with its ``missing`` set
 
 Why an interpreter and not a Jinja2 translation: Go's truthiness (a JSON ``0`` and
 ``"false"`` are true), its printing (``<no value>``, ``map[a:1]``, number literals
@@ -23,13 +26,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from kv2render.errors import MissingKeyError, RenderError, TemplateSyntaxError
+from kv2render.errors import (
+    MissingKeyError,
+    ReferenceSyntaxError,
+    RenderError,
+    SecretsMissing,
+    TemplateSyntaxError,
+)
 from kv2render.model import SecretVersion
 from kv2render.redact import redact, scrub_quoted
-from kv2render.refs import SecretLocation, SecretRef
+from kv2render.refs import SecretLocation, SecretRef, parse_ref
 from kv2render.render.ctmpl import nodes as n
 from kv2render.render.ctmpl.exec import ExecError, execute
-from kv2render.render.ctmpl.funcs import CallContext, check_function
+from kv2render.render.ctmpl.funcs import CallContext, FuncError, check_function
 from kv2render.render.ctmpl.gofmt import go_quote
 from kv2render.render.ctmpl.parser import ParseError, parse
 from kv2render.render.ctmpl.values import GoSecret, make_secret
@@ -48,6 +57,8 @@ class CtTemplate:
     root: n.ListNode = field(default_factory=lambda: n.ListNode(0), repr=False, compare=False)
     templates: dict[str, n.ListNode] = field(default_factory=dict, repr=False, compare=False)
     paths: dict[str, SecretLocation] = field(default_factory=dict, repr=False, compare=False)
+    # 'name:line' of each secret call whose path is computed while rendering (KV2-INV-390)
+    dynamic: tuple[str, ...] = ()
 
     @property
     def locations(self) -> frozenset[SecretLocation]:
@@ -100,39 +111,55 @@ def _walk_commands(node: object) -> list[tuple[n.PipeNode, n.CommandNode]]:
     return found
 
 
-def _secret_paths(text: str, name: str, trees: list[n.ListNode]) -> list[tuple[str, int]]:
+def _constant_piped(pipe: n.PipeNode, index: int) -> n.StringNode | None:
+    """The string literal a pipeline feeds stage ``index`` (``"p" | secret``), if it is one."""
+    if index != 1:
+        return None
+    before = pipe.cmds[0].args
+    return before[0] if len(before) == 1 and isinstance(before[0], n.StringNode) else None
+
+
+def _secret_paths(
+    text: str, name: str, trees: list[n.ListNode]
+) -> tuple[list[tuple[str, int]], list[str]]:
+    """Constant secret paths (with their positions) and the lines of computed ones.
+
+    Go's pipeline passes the previous value as the LAST argument: ``"p" | secret`` is
+    ``secret "p"``, a read; ``"k=v" | secret "p"`` is ``secret "p" "k=v"``, a write
+    (consul-template's secretFunc: a path plus key=value data). Only writes are refused.
+    """
     paths: list[tuple[str, int]] = []
+    dynamic: list[str] = []
     for tree in trees:
         for pipe, cmd in _walk_commands(tree):
             first = cmd.args[0]
             if not (isinstance(first, n.IdentifierNode) and first.ident == "secret"):
                 continue
             where = f"{name}:{_line_of(text, first.pos)}"
-            if len(cmd.args) > 2:
+            index = pipe.cmds.index(cmd)
+            given = len(cmd.args) - 1 + (1 if index > 0 else 0)
+            if given > 1:
                 raise TemplateSyntaxError(
-                    "secret with extra arguments is a write; kv2render only reads secrets",
+                    "secret with more than one argument (a path and key=value data, a piped "
+                    "value counting as the last) is a write; kv2render only reads secrets",
                     where=where,
                     hint="remove the key=value arguments",
                 )
-            if pipe.cmds.index(cmd) > 0:
+            if given == 0:
                 raise TemplateSyntaxError(
-                    "secret in a later pipeline stage receives the previous value as a write "
-                    "argument; kv2render only reads secrets",
+                    "secret needs a path",
                     where=where,
+                    hint='write secret "secret/data/app" or secret (printf ...)',
                 )
-            if len(cmd.args) < 2 or not isinstance(cmd.args[1], n.StringNode):
-                raise TemplateSyntaxError(
-                    "secret needs a constant path so its reads are known before rendering",
-                    where=where,
-                    hint='write the path as a string literal: secret "secret/data/app"',
-                )
-            paths.append((cmd.args[1].text, first.pos))
-    return paths
+            literal = cmd.args[1] if index == 0 else _constant_piped(pipe, index)
+            if isinstance(literal, n.StringNode):
+                paths.append((literal.text, first.pos))
+            elif where not in dynamic:
+                dynamic.append(where)
+    return paths, dynamic
 
 
 def _parse_path(path: str, where: str) -> SecretRef:
-    from kv2render.refs import parse_ref
-
     return parse_ref(path, where=where, allow_path_form=True)
 
 
@@ -149,7 +176,7 @@ def compile_ctmpl(
     refs: list[SecretRef] = []
     paths: dict[str, SecretLocation] = {}
     try:
-        found = _secret_paths(text, name, [root, *templates.values()])
+        found, dynamic = _secret_paths(text, name, [root, *templates.values()])
     except RecursionError:
         raise TemplateSyntaxError(
             "the template nests too deeply", where=name, hint="flatten the nested blocks"
@@ -169,6 +196,7 @@ def compile_ctmpl(
         root=root,
         templates=templates,
         paths=paths,
+        dynamic=tuple(dynamic),
     )
 
 
@@ -180,17 +208,43 @@ def render_ctmpl(
     now: Callable[[], datetime] | None = None,
     max_output_bytes: int = 1 << 20,
     render_timeout: float = 10.0,
+    used: set[SecretLocation] | None = None,
 ) -> str:
-    """Render with Vault Agent's semantics; RenderError/MissingKeyError name ``name:line:col``."""
-    cache: dict[SecretLocation, GoSecret] = {}
+    """Render with Vault Agent's semantics; RenderError/MissingKeyError name ``name:line:col``.
 
-    def secret(path: str) -> GoSecret:
-        location = tpl.paths[path]
+    A path computed while rendering is looked up in ``secrets``; when it is not there the
+    call gives nil, as consul-template's does for a secret it has not fetched, the render
+    goes on, and SecretsMissing lists every such location at the end: nothing of it is
+    written (KV2-INV-390). ``used`` receives the computed paths' locations of a complete render.
+    """
+    cache: dict[SecretLocation, GoSecret] = {}
+    resolved: dict[str, SecretLocation] = {}
+    missing: dict[SecretLocation, str] = {}
+    seen: dict[SecretLocation, SecretVersion] = {}  # what this render read, for redaction
+
+    def locate(path: str) -> SecretLocation:
+        location = tpl.paths.get(path) or resolved.get(path)
+        if location is None:
+            try:
+                ref = parse_ref(path, allow_path_form=True)
+            except ReferenceSyntaxError:
+                # KV2-FC-390: the computed text is not shown; it may come from a secret value.
+                raise FuncError(
+                    "the path computed for secret is not a KV2 secret path (MOUNT/data/PATH); "
+                    "its text is not shown, it may be derived from a secret"
+                ) from None
+            location = resolved[path] = ref.location
+        return location
+
+    def secret(path: str) -> GoSecret | None:
+        location = locate(path)
         if location not in cache:
             version = secrets.get(location)
             if version is None:
-                raise RenderError(f"secret {location} was not read", where=tpl.name)
+                missing.setdefault(location, f"{tpl.name}:{_line_of(tpl.text, ctx.pos)}")
+                return None  # consul-template's nil for a secret not fetched yet
             cache[location] = make_secret(version.data, version.metadata)
+            seen[location] = version
         return cache[location]
 
     ctx = CallContext(
@@ -202,7 +256,7 @@ def render_ctmpl(
         timeout=render_timeout,
     )
     try:
-        return execute(
+        out = execute(
             tpl.name,
             tpl.text,
             tpl.root,
@@ -211,13 +265,23 @@ def render_ctmpl(
             missing_error=tpl.error_on_missing_key,
         )
     except ExecError as exc:
+        if missing:
+            # An incomplete render's errors are not trusted: a nil secret's '.Data' fails
+            # until it is read (consul-template renders again the same way).
+            raise SecretsMissing(missing) from None
         # Go's messages quote the values they choke on (strconv: parsing "<value>"): redact
         # the secrets' values, then keep only quoted text the template itself holds.
-        message = scrub_quoted(redact(exc.message, secrets.values()), tpl.text)
+        # Only the secrets this render read: ``secrets`` may hold a whole pass's.
+        message = scrub_quoted(redact(exc.message, seen.values()), tpl.text)
         if exc.context is not None:
             message = f"executing {go_quote(tpl.name)} at <{exc.context}>: {message}"
         cls = MissingKeyError if "no entry for key" in exc.message else RenderError
         raise cls(message, where=exc.location) from None
+    if missing:
+        raise SecretsMissing(missing)
+    if used is not None:
+        used.update(seen.keys() - tpl.locations)
+    return out
 
 
 def to_jinja2(text: str, *, name: str, left_delim: str = "{{", right_delim: str = "}}") -> str:

@@ -395,6 +395,7 @@ class State:
         self.step()
         try:
             if fn.needs_ctx:
+                self.ctx.pos = node.pos
                 return fn.impl(self.ctx, *argv)
             return fn.impl(*argv)
         except FuncError as exc:

@@ -49,12 +49,15 @@ class FuncError(Exception):
 class CallContext:
     env: Mapping[str, str]
     now: Callable[[], datetime]
-    secret: Callable[[str], GoSecret]
+    secret: Callable[[str], GoSecret | None]
     # max_output_bytes: also the largest string a function may build (issue 10 item 3).
     max_bytes: int = 1 << 20
     # KV2-INV-367: time.monotonic() after which the render stops, and the budget it came from.
     deadline: float = float("inf")
     timeout: float = 10.0
+    # The source offset of the call running now: a secret path computed while rendering is
+    # reported at its template line (KV2-INV-390).
+    pos: int = 0
 
 
 def _bounded(ctx: CallContext, name: str, size: int) -> None:
@@ -226,6 +229,7 @@ def go_trim_space(s: str) -> str:
 
 
 def _secret(ctx: CallContext, *paths: str) -> Any:
+    # A piped value counts as the last argument: '"p" | secret' reads (exec.eval_call).
     if not paths:
         return None
     if len(paths) > 1:
