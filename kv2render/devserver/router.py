@@ -8,7 +8,6 @@ backend. The ovh flavour has its own, smaller front door (§8).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from kv2render import jsonnum
@@ -27,39 +26,9 @@ from kv2render.devserver.protocol import (
     ApiError,
     RawNotFound,
     Reply,
+    Request,
 )
 from kv2render.devserver.state import Mount, State, norm_namespace
-
-MAX_BODY = 32 * 1024 * 1024  # Vault's default max_request_size
-
-
-@dataclass
-class Request:
-    method: str  # HTTP verb as sent, upper case
-    path: str  # percent-decoded, after /v1/ (and the ovh base), e.g. "secret/data/app"
-    query: dict[str, list[str]]
-    headers: dict[str, str]  # lower-case names
-    body: bytes = field(repr=False)
-    peer_cert: dict[str, Any] | None = None  # verified TLS client certificate
-    op: str = ""  # read | list | write | delete | patch
-    data: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def token_id(self) -> str | None:
-        token = self.headers.get("x-vault-token")
-        if token:
-            return token
-        return self.bearer()
-
-    def bearer(self) -> str | None:
-        value = self.headers.get("authorization", "")
-        scheme, _, credential = value.partition(" ")
-        if scheme.lower() == "bearer" and credential.strip():
-            return credential.strip()
-        return None
-
-    def qparam(self, name: str) -> str | None:
-        values = self.query.get(name)
-        return values[0] if values else None
 
 
 def operation(req: Request) -> str:
