@@ -218,29 +218,9 @@ class Router:
         if first == "metadata":
             return self._kv2_metadata(req, token, mount, name, acl_path)
         if first in ("delete", "undelete", "destroy"):
-            if op != "write":
-                raise self._unsupported()
-            self.require(token, acl_path, ("update",))
-            actor = token.actor()
-            if first == "delete":
-                mount.delete_versions(name, req.data, actor)
-            elif first == "undelete":
-                mount.undelete_versions(name, req.data)
-            else:
-                mount.destroy_versions(name, req.data)
-            return self.wire.no_content()
+            return self._kv2_versions(req, token, mount, first, name, acl_path)
         if first == "config" and name == "":
-            if op == "read":
-                self.require(token, acl_path, ("read",))
-                config = mount.read_config()
-                if self.state.flavor == OPENBAO:
-                    config["metadata_cas_required"] = False  # measured (KV2-AC-342)
-                return self.wire.ok(config, mount_type="kv")
-            if op == "write":
-                self.require(token, acl_path, ("update",))
-                mount.write_config(req.data)
-                return self.wire.no_content()
-            raise self._unsupported()
+            return self._kv2_config(req, token, mount, acl_path)
         if first == "subkeys" and op == "read":
             self.require(token, acl_path, ("read",))
             return self.wire.ok(mount.subkeys(name, self._version(req)), mount_type="kv")
@@ -254,6 +234,34 @@ class Router:
                 f"'{cli} kv get' for this operation."
             ],
         )
+
+    def _kv2_versions(
+        self, req: Request, token: Token, mount: KvV2, action: str, name: str, acl_path: str
+    ) -> Reply:
+        """delete/, undelete/ and destroy/: a write naming versions."""
+        if req.op != "write":
+            raise self._unsupported()
+        self.require(token, acl_path, ("update",))
+        if action == "delete":
+            mount.delete_versions(name, req.data, token.actor())
+        elif action == "undelete":
+            mount.undelete_versions(name, req.data)
+        else:
+            mount.destroy_versions(name, req.data)
+        return self.wire.no_content()
+
+    def _kv2_config(self, req: Request, token: Token, mount: KvV2, acl_path: str) -> Reply:
+        if req.op == "read":
+            self.require(token, acl_path, ("read",))
+            config = mount.read_config()
+            if self.state.flavor == OPENBAO:
+                config["metadata_cas_required"] = False  # measured (KV2-AC-342)
+            return self.wire.ok(config, mount_type="kv")
+        if req.op == "write":
+            self.require(token, acl_path, ("update",))
+            mount.write_config(req.data)
+            return self.wire.no_content()
+        raise self._unsupported()
 
     def _openbao_slash_root(self, token: Token, op: str, acl_path: str) -> Reply:
         # Measured: with the slash, OpenBao routes to an empty key name (KV2-AC-342).
