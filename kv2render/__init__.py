@@ -1,23 +1,26 @@
 """kv2render: render files from secrets read over the KV v2 protocol.
 
 One protocol, three targets: HashiCorp Vault, OpenBao and OVHcloud Secret
-Manager all serve the Vault KV v2 HTTP API. Data flows one way:
+Manager all serve the Vault KV v2 HTTP API. Data flows one way, and ``ls kv2render/``
+draws it: one folder per stage (docs/architecture.md)::
 
-    config.load()           YAML/JSON/HCL in Vault Agent vocabulary -> frozen Config
-                            (config_sources, config_values, config_build; agentconfig)
-      -> runner.prepare()   compile templates; every secret reference known up front (refs)
-      -> auth + vault       log in; read each unique secret once (hvac lives in vault.py only;
-                            transport: TLS, deadline, body bound; jsonnum: number texts)
-      -> template / ctmpl   render in memory (Jinja2 sandbox + filters, or consul-template
-                            syntax); error text through redact
-      -> writer             temp file 0600 -> fsync -> rename; unchanged bytes: no write
-                            (dirchecks: who else could change a destination directory)
-      -> runner             commands for files that changed
-    loop + service          the daemon: poll versions, watch files, renew, re-login, reload
-                            (status: status file, lock, pid file; notify: sd_notify)
-    app, cli                the sub-commands; argv -> exit code (logsetup: log formats;
-                            hardening: core dumps off, the one test of loopback)
-    devserver               the embedded KV2 dev server (development and tests only)
+    cli.py, app.py     argv -> exit code; the sub-commands (logsetup.py: log formats;
+                       hardening.py: core dumps off)
+      -> config/       YAML/JSON/HCL in Vault Agent vocabulary -> one strict pass -> frozen Config
+      -> daemon/       the long-running service: poll loop, token lifecycle, file watching,
+                       signals, sd_notify
+      -> runner.py     one pass: unique references -> reads -> render -> write -> commands
+           -> store/   the only code that talks to a KV2 server: hvac boundary, logins, TLS
+           -> render/  templates rendered in memory: Jinja2 sandbox + filters, ctmpl/
+                       (consul-template syntax); error text through redact.py
+           -> output/  write_atomic(): temp file 0600 -> fsync -> rename, unchanged bytes
+                       never written; status file, lock, destination checks
+    below every stage  model.py (values that cross stages), refs.py (the reference grammar),
+                       payload.py (key/pointer selection, value text), authority.py (host
+                       checks, loopback), redact.py, errors.py, jsonnum.py
+    devserver/         the embedded KV2 dev server (development and tests only)
+
+Imports point down this picture only; ``lint-imports`` checks it (pyproject.toml).
 
 Public API: :func:`main` (the CLI) and the error tree in :mod:`kv2render.errors`.
 """

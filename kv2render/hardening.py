@@ -7,9 +7,10 @@
   limit is lowered, so a command kv2render runs may raise its own limit again; the dumpable
   flag is reset by ``execve``, so commands are not affected by it.
   ``KV2RENDER_ALLOW_CORE_DUMPS=1`` leaves both alone, for debugging a crash.
-* the loopback test of KV2-INV-381 is :func:`kv2render.refs.is_loopback_host` (``localhost``,
-  127.0.0.0/8 in any ``inet_aton`` spelling such as ``127.1``, ``::1`` and IPv4-mapped
-  loopback ``::ffff:127.0.0.1``; a name such as ``127.example.com`` is not loopback).
+* the loopback test of KV2-INV-381 is :func:`kv2render.authority.is_loopback_host`
+  (``localhost``, 127.0.0.0/8 in any ``inet_aton`` spelling such as ``127.1``, ``::1`` and
+  IPv4-mapped loopback ``::ffff:127.0.0.1``; a name such as ``127.example.com`` is not
+  loopback).
 
 Standard library only, so that every part of kv2render (the dev server included) may use it.
 """

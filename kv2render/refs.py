@@ -36,6 +36,12 @@ Decisions made here (each one a rule in docs/spec):
   Key Vault URLs, AWS ARNs, GCP ``projects/.../secrets/...`` names, other schemes.
 * Error messages echo the reference (it is metadata, never a secret value) truncated to 200
   characters, with any userinfo replaced by ``***``.
+
+Two neighbours below this module hold what is not grammar: payload.py selects the key or
+pointer from a secret's data and writes a value as text (decision 3, ``SecretRef.select``
+calls it), authority.py checks a named host against ``vault.address`` and holds the loopback
+test. ``check_authority``, ``value_to_text`` and ``is_loopback_host`` are re-exported here:
+``kv2render.refs`` is a fixed contract (docs/spec, "Python contracts").
 """
 
 from __future__ import annotations
@@ -44,10 +50,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
-from kv2render import jsonnum
-from kv2render.errors import ConfigError, MissingKeyError, ReferenceSyntaxError, RenderError
+from kv2render import payload
+from kv2render.authority import check_authority, is_loopback_host
+from kv2render.errors import ReferenceSyntaxError
+from kv2render.payload import value_to_text
 
 __all__ = [
     "RefForm",
@@ -55,6 +63,7 @@ __all__ = [
     "SecretRef",
     "check_authority",
     "format_ref",
+    "is_loopback_host",
     "parse_ref",
     "value_to_text",
 ]
@@ -115,15 +124,9 @@ class SecretRef:
     def select(self, data: Mapping[str, Any]) -> Any:
         """Apply ``key``/``pointer`` to a secret's ``data.data``; the whole object when neither.
 
-        Raises MissingKeyError naming the key or pointer (never a value).
+        Raises MissingKeyError naming the key or pointer (never a value); payload.py.
         """
-        if self.pointer is not None:
-            return _resolve_pointer(data, self.pointer, self.location)
-        if self.key is None:
-            return data
-        if not isinstance(data, Mapping) or self.key not in data:
-            raise MissingKeyError(f"key {self.key!r} not found in secret {self.location}")
-        return data[self.key]
+        return payload.select(data, self.key, self.pointer, self.location)
 
     def __str__(self) -> str:
         return format_ref(self)
@@ -452,154 +455,3 @@ def format_ref(ref: SecretRef) -> str:
     elif ref.key is not None:
         text += "#" + _enc(ref.key)
     return text
-
-
-# --------------------------------------------------------------------------------------------
-# Authority check
-
-_DEFAULT_PORTS = {"https": 443, "http": 80}
-
-
-def _split_host_port(hostport: str) -> tuple[str, int | None]:
-    if hostport.startswith("["):
-        close = hostport.find("]")
-        host, rest = hostport[1:close], hostport[close + 1 :]
-    else:
-        host, _, port = hostport.partition(":")
-        rest = f":{port}" if port else ""
-    return host.lower().rstrip("."), (int(rest[1:]) if rest[1:].isdigit() else None)
-
-
-def check_authority(ref: SecretRef, address: str, *, where: str | None = None) -> None:
-    """Raise ConfigError when a reference names a host (or base path) other than ``address``.
-
-    KV2-INV-006: hosts compare case-insensitively; an omitted port is the scheme's default
-    (443/80): the reference's own scheme in the https form, the address's scheme in the
-    vault+kv2 form (which has none). The https form must also name the address's base path.
-    """
-    if ref.host is None:
-        return  # empty authority / path form: the configured address by definition
-    try:
-        parts = urlsplit(address)
-        scheme = parts.scheme.lower()
-        addr_host = (parts.hostname or "").rstrip(".")
-        addr_port = parts.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError:
-        scheme, addr_host, addr_port = "", "", None
-    if scheme not in _DEFAULT_PORTS or not addr_host or addr_port is None:
-        raise ConfigError(
-            "vault.address is not an http(s) URL, so the reference's host cannot be checked",
-            where=where,
-            hint="set vault.address to https://HOST[:PORT][/PREFIX]",
-        )
-    addr_prefix = unquote(parts.path).rstrip("/")
-    host, port = _split_host_port(ref.host)
-    portless = port is None
-    if port is None:
-        port = _DEFAULT_PORTS[ref.scheme if ref.form == "https" else scheme]
-    same = host == addr_host and port == addr_port
-    if ref.form == "https":
-        same = same and ref.prefix.rstrip("/") == addr_prefix
-    if same:
-        return
-    named = f"{ref.host}{ref.prefix}" if ref.form == "https" else ref.host
-    shown_host = f"[{addr_host}]" if ":" in addr_host else addr_host
-    configured = f"{shown_host}:{addr_port}{addr_prefix}"
-    hint = "make them match, or leave the host out (vault+kv2:///MOUNT/PATH) to use vault.address"
-    if ref.form == "vault+kv2" and portless and "." not in host:
-        hint += f"; if {ref.host!r} is a mount, the reference needs three slashes"
-    raise ConfigError(
-        f"reference {format_ref(ref)!r} names server {named!r} but vault.address is {configured!r}",
-        where=where,
-        hint=hint,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Selection and output text (decision 3)
-
-
-def _resolve_pointer(data: Any, pointer: str, location: SecretLocation) -> Any:
-    """RFC 6901 evaluation; errors name the pointer, the failing prefix and a type, never data."""
-    if pointer == "":
-        return data
-    node = data
-    done = ""
-    for raw in pointer[1:].split("/"):
-        token = raw.replace("~1", "/").replace("~0", "~")
-        here = f"{done}/{raw}"
-        if isinstance(node, Mapping):
-            if token not in node:
-                raise MissingKeyError(
-                    f"JSON pointer {pointer!r}: no member at {here!r} in secret {location}"
-                )
-            node = node[token]
-        elif isinstance(node, list):
-            if not re.fullmatch(r"0|[1-9][0-9]{0,17}", token) or int(token) >= len(node):
-                raise MissingKeyError(
-                    f"JSON pointer {pointer!r}: no array element at {here!r} "
-                    f"(an array of {len(node)}) in secret {location}"
-                )
-            node = node[int(token)]
-        else:
-            raise MissingKeyError(
-                f"JSON pointer {pointer!r}: {done or '/'!r} is {_kind(node)}, not an object "
-                f"or array, in secret {location}"
-            )
-        done = here
-    return node
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if value is None:
-        return "null"
-    return f"a {type(value).__name__}"
-
-
-def value_to_text(value: Any) -> str:
-    """A selected value as output text: a string raw, anything else compact JSON."""
-    if isinstance(value, str):
-        return value
-    text = getattr(value, "json_text", None)  # a number as the server wrote it (jsonnum)
-    if isinstance(text, str) and not isinstance(value, bool):
-        return text
-    try:
-        # Nested numbers keep the server's text too (KV2-AC-320).
-        return jsonnum.dumps(value)
-    except (TypeError, ValueError):
-        # NaN/Infinity (Python's json accepts them from a server) or a non-JSON object.
-        raise RenderError(
-            f"the selected value ({_kind(value)}) cannot be written as JSON"
-        ) from None
-
-
-def is_loopback_host(host: str) -> bool:
-    """True when ``host`` (a name or an address, brackets allowed) is this machine's loopback
-    (KV2-INV-381): the one test the transport warnings and the dev server both use."""
-    import ipaddress  # only a plain-http address or a dev-server start pays for these
-    import socket
-
-    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
-    if name == "localhost":
-        return True
-    if not name or any(c.isspace() for c in name):
-        return False
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address
-    try:
-        address = ipaddress.ip_address(name.split("%", 1)[0])  # an IPv6 zone is not the address
-    except ValueError:
-        try:
-            # inet_aton's spellings (127.1, 0x7f.1, 2130706433) are what bind() and connect()
-            # accept too: the address a socket would really use.
-            address = ipaddress.IPv4Address(socket.inet_aton(name))
-        except OSError:
-            return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback

@@ -1,19 +1,25 @@
-"""Configuration: Vault Agent vocabulary, parsed once, strictly, then frozen.
+"""Stage config/: the configuration, parsed once, strictly, then frozen.
+
+It owns reading YAML, JSON and Vault Agent HCL (``sources.py``), Vault Agent's vocabulary
+(``agent.py``), the typed value readers (``values.py``) and the one validation pass
+(``build.py``); this module holds the frozen dataclasses every other stage imports,
+:func:`load` and :func:`describe`. After ``load()`` nothing reads ``os.environ``. It may
+import ``redact``, ``model``, ``refs`` and the modules below them (``payload``,
+``authority``, ``errors``, ``jsonnum``, ...), never a stage: ``store``, ``render``,
+``output``, ``runner``, ``daemon``, ``app`` or ``cli`` (docs/architecture.md;
+``lint-imports`` checks it).
 
 Data flow of :func:`load`::
 
-    file (.yaml/.yml/.json/.hcl) -> tree (plain dicts/lists)          config_sources
+    file (.yaml/.yml/.json/.hcl) -> tree (plain dicts/lists)          sources.py
       -> unwrap Vault Agent's one-item block lists (``method: [{...}]``)
-      -> a Vault Agent config (.hcl, agent JSON) rewritten into         agentconfig
+      -> a Vault Agent config (.hcl, agent JSON) rewritten into         agent.py
          kv2render's vocabulary with the agent's defaults; notices logged
       -> environment (BAO_* before VAULT_*) written over the ``vault`` block
       -> CLI overrides (dotted keys: ``{"vault.address": ...}``) written over that
       -> inline-credential scan of the whole tree (before anything else can echo it)
-      -> one strict validation pass -> frozen dataclasses               config_build
-                                      (value parsers: config_values)
-
-This module holds the dataclasses every other stage imports, :func:`load` and
-:func:`describe`; the stages above live in the modules named on the right.
+      -> one strict validation pass -> frozen dataclasses               build.py
+                                      (value parsers: values.py)
 
 Precedence is therefore CLI > environment > file > default (Vault Agent's
 ``setStringFlag`` order). Nothing after ``load()`` reads ``os.environ``: the

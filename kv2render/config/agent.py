@@ -34,13 +34,13 @@ import copy
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kv2render.config.sources import unwrap_block
+from kv2render.config.listener import metrics_listener
 from kv2render.config.values import Section, kind_of
 from kv2render.errors import ConfigError
 
@@ -126,18 +126,41 @@ def agent_reason(path: Path, tree: Any) -> str | None:
         return None
     if path.name.lower().endswith(AGENT_JSON_SUFFIX):
         return f"the name ends in {AGENT_JSON_SUFFIX}"
+    # The shapes of the module docstring's rule, checked in its order; a reason is never "".
+    return (
+        _stanza_reason(tree)
+        or _block_list_reason(tree)
+        or _auto_auth_reason(tree)
+        or _template_reason(tree)
+    )
+
+
+def _stanza_reason(tree: Mapping[str, Any]) -> str | None:
     for key in tree:
         if key in _REFUSED or key in _IGNORED_TOP or key in ("listener", "telemetry"):
             return f"it has the agent-only '{key}' stanza"
+    return None
+
+
+def _block_list_reason(tree: Mapping[str, Any]) -> str | None:
     for key in ("vault", "auto_auth", "template_config"):
         if isinstance(tree.get(key), list):
             return f"'{key}' is an HCL-JSON block list"
+    return None
+
+
+def _auto_auth_reason(tree: Mapping[str, Any]) -> str | None:
     auto_auth = _first(tree.get("auto_auth"))
-    if isinstance(auto_auth, Mapping):
-        if "sink" in auto_auth:
-            return "it has an auto_auth sink"
-        if isinstance(auto_auth.get("method"), list):
-            return "'auto_auth.method' is an HCL-JSON block list"
+    if not isinstance(auto_auth, Mapping):
+        return None
+    if "sink" in auto_auth:
+        return "it has an auto_auth sink"
+    if isinstance(auto_auth.get("method"), list):
+        return "'auto_auth.method' is an HCL-JSON block list"
+    return None
+
+
+def _template_reason(tree: Mapping[str, Any]) -> str | None:
     templates = tree.get("template")
     if isinstance(templates, Mapping):
         return "'template' is a single HCL-JSON block"
@@ -166,158 +189,102 @@ def normalize(tree: Mapping[str, Any], path: Path, *, reason: str | None = None)
     out = copy.deepcopy(dict(tree))
     hcl = path.suffix.lower() == ".hcl"
     _refuse(out)
-    changes: list[tuple[str, str]] = []
-    ignored: list[str] = []
-    _listener(out, changes, ignored)
+    found = _Found()
+    metrics_listener(out, found.changes, found.ignored)
+    _drop_ignored_settings(out, found)
+    _canonical_method(out)
+    templates = out.get("template")
+    for index, item in enumerate(templates if isinstance(templates, list) else ()):
+        if not isinstance(item, dict):
+            continue  # config_build reports the bad entry with its position
+        _normalize_template(item, f"template[{index}]", hcl, found)
+    return AgentTree(out, _notices(path, reason, found), tuple(found.changes))
+
+
+@dataclass
+class _Found:
+    """What :func:`normalize` changed, gathered for the notices and convert-config."""
+
+    changes: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # one clause of the warning each
+    no_perms: list[str] = field(default_factory=list)  # templates now written 0600
+    lenient: list[str] = field(default_factory=list)  # templates with missingkey=zero
+
+    def drop(self, where: str, why: str, clause: str) -> None:
+        self.ignored.append(clause)
+        self.changes.append((where, f"dropped: {why}"))
+
+
+def _drop_ignored_settings(out: dict[str, Any], found: _Found) -> None:
     for key, why in _IGNORED_TOP.items():
         if key in out:
             del out[key]
-            ignored.append(f"ignoring the agent '{key}' stanza ({why})")
-            changes.append((key, f"dropped: {why}"))
+            found.drop(key, why, f"ignoring the agent '{key}' stanza ({why})")
     template_config = out.get("template_config")
     if isinstance(template_config, dict):
         for key, why in _IGNORED_TEMPLATE_CONFIG.items():
             if key in template_config:
                 del template_config[key]
-                ignored.append(f"ignoring 'template_config.{key}' ({why})")
-                changes.append((f"template_config.{key}", f"dropped: {why}"))
-    _canonical_method(out)
-    no_perms: list[str] = []
-    lenient: list[str] = []
-    templates = out.get("template")
-    for index, item in enumerate(templates if isinstance(templates, list) else ()):
-        if not isinstance(item, dict):
-            continue  # config_build reports the bad entry with its position
-        where = f"template[{index}]"
-        for key, why in _IGNORED_TEMPLATE.items():
-            if key in item:
-                del item[key]
-                ignored.append(f"ignoring '{where}.{key}' ({why})")
-                changes.append((f"{where}.{key}", f"dropped: {why}"))
-        _exec_block(item, where)
-        if _agent_perms(item, hcl=hcl):
-            no_perms.append(where)
-            item["perms"] = "0600"  # stated, so convert-config's YAML shows the mode
-            changes.append(
-                (f"{where}.perms", "not set: kv2render writes 0600 where Vault Agent writes 0644")
-            )
-        if "error_on_missing_key" not in item:
-            # Vault Agent's default (missingkey=zero): templates render as before (KV2-AC-266).
-            item["error_on_missing_key"] = False
-            lenient.append(where)
-            changes.append(
-                (f"{where}.error_on_missing_key", "false, Vault Agent's default; true is safer")
-            )
-        # KV2-INV-251: every template of an agent config is a consul-template template.
-        item.setdefault("syntax", "consul-template")
-        # consul-template's Finalize default (vault-agent.md §1.7); kv2render's is false.
-        item.setdefault("create_dest_dirs", True)
+                where = f"template_config.{key}"
+                found.drop(where, why, f"ignoring '{where}' ({why})")
+
+
+def _normalize_template(item: dict[str, Any], where: str, hcl: bool, found: _Found) -> None:
+    for key, why in _IGNORED_TEMPLATE.items():
+        if key in item:
+            del item[key]
+            found.drop(f"{where}.{key}", why, f"ignoring '{where}.{key}' ({why})")
+    _exec_block(item, where)
+    if _agent_perms(item, hcl=hcl):
+        found.no_perms.append(where)
+        item["perms"] = "0600"  # stated, so convert-config's YAML shows the mode
+        found.changes.append(
+            (f"{where}.perms", "not set: kv2render writes 0600 where Vault Agent writes 0644")
+        )
+    if "error_on_missing_key" not in item:
+        # Vault Agent's default (missingkey=zero): templates render as before (KV2-AC-266).
+        item["error_on_missing_key"] = False
+        found.lenient.append(where)
+        found.changes.append(
+            (f"{where}.error_on_missing_key", "false, Vault Agent's default; true is safer")
+        )
+    # KV2-INV-251: every template of an agent config is a consul-template template.
+    item.setdefault("syntax", "consul-template")
+    # consul-template's Finalize default (vault-agent.md §1.7); kv2render's is false.
+    item.setdefault("create_dest_dirs", True)
+
+
+def _notices(path: Path, reason: str | None, found: _Found) -> tuple[Notice, ...]:
     notices = [Notice(logging.INFO, f"{path}: read as a Vault Agent config ({reason or 'agent'})")]
-    if ignored:
+    if found.ignored:
         notices.append(
             Notice(
                 logging.WARNING,
-                f"{path}: " + "; ".join(ignored) + ". None of these changes what is rendered.",
+                f"{path}: "
+                + "; ".join(found.ignored)
+                + ". None of these changes what is rendered.",
             )
         )
-    if no_perms:
+    if found.no_perms:
         # KV2-INV-253, KV2-AC-265: the one deliberate departure, said once with its reason.
         notices.append(
             Notice(
                 logging.INFO,
-                f"{', '.join(no_perms)}: no perms set; writing 0600, not Vault Agent's 0644: "
-                "rendered files hold secrets, so kv2render keeps them owner-only by default; "
-                "set perms to choose another mode",
+                f"{', '.join(found.no_perms)}: no perms set; writing 0600, not Vault Agent's "
+                "0644: rendered files hold secrets, so kv2render keeps them owner-only by "
+                "default; set perms to choose another mode",
             )
         )
-    if lenient:
+    if found.lenient:
         notices.append(
             Notice(
                 logging.WARNING,
-                f"{', '.join(lenient)}: error_on_missing_key is false (Vault Agent's default): "
-                "a missing key is written as '<no value>' instead of failing; "
+                f"{', '.join(found.lenient)}: error_on_missing_key is false (Vault Agent's "
+                "default): a missing key is written as '<no value>' instead of failing; "
                 "set error_on_missing_key = true",
             )
         )
-    return AgentTree(out, tuple(notices), tuple(changes))
-
-
-_LISTENER_KEYS = ("address", "tls_disable", "role", "telemetry")
-_TELEMETRY_KEYS = ("prometheus_retention_time", "disable_hostname")
-_NO_PROXY = (
-    "kv2render has no listener for the API proxy or cache; one with role = "
-    '"metrics_only" serves metrics and health'
-)
-
-
-def _listener(out: dict[str, Any], changes: list[tuple[str, str]], ignored: list[str]) -> None:
-    """``listener "tcp" { role = "metrics_only" }`` becomes ``metrics: {address}`` (issue 17,
-    KV2-INV-426). A listener with another role is the agent's API proxy, which kv2render has
-    not: ignored with a warning as before (KV2-FC-251), since it changes nothing rendered.
-    ``telemetry``'s Prometheus settings go with a metrics listener: the metrics are always
-    Prometheus, kept for the process's life."""
-    raw = out.pop("listener", None)
-    telemetry = unwrap_block(out.pop("telemetry", None))
-    listeners: list[tuple[str, Any]] = []
-    for block in raw if isinstance(raw, list) else [] if raw is None else [raw]:
-        if isinstance(block, dict) and len(block) == 1 and "type" not in block:
-            ((kind, body),) = block.items()  # HCL: listener "tcp" { ... }
-        elif isinstance(block, dict):
-            kind = str(block.get("type", "tcp"))
-            body = {k: v for k, v in block.items() if k != "type"}
-        else:
-            raise ConfigError("must be a block", where="listener")
-        listeners.append((str(kind), unwrap_block(body)))
-    metrics = [
-        (k, b) for k, b in listeners if isinstance(b, dict) and b.get("role") == "metrics_only"
-    ]
-    if len(metrics) < len(listeners):
-        ignored.append(f"ignoring the agent 'listener' stanza ({_NO_PROXY})")
-        if not metrics:
-            changes.append(("listener", f"dropped: {_NO_PROXY}"))
-    if telemetry is not None:
-        if not metrics:
-            why = 'no listener with role = "metrics_only" serves metrics'
-            ignored.append(f"ignoring the agent 'telemetry' stanza ({why})")
-            changes.append(("telemetry", f"dropped: {why}"))
-        elif isinstance(telemetry, dict):
-            extra = sorted(k for k in telemetry if k not in _TELEMETRY_KEYS)
-            if extra:
-                ignored.append(
-                    f"ignoring 'telemetry.{', telemetry.'.join(extra)}' (the metrics are "
-                    "Prometheus only, at the listener's /metrics)"
-                )
-            changes.append(("telemetry", "dropped: the metrics listener always serves Prometheus"))
-    if not metrics:
-        return
-    if len(metrics) > 1:
-        raise ConfigError(
-            'more than one listener with role = "metrics_only"',
-            where="listener",
-            hint="kv2render serves metrics and health on one listener: keep one",
-        )
-    kind, body = metrics[0]
-    where = f'listener "{kind}"'
-    if kind != "tcp":
-        raise ConfigError(
-            "only a tcp listener is supported", where=where, hint='write listener "tcp" { ... }'
-        )
-    unknown = sorted(k for k in body if k not in _LISTENER_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"not supported by kv2render's listener: {', '.join(unknown)}",
-            where=where,
-            hint='it takes address, tls_disable = true and role = "metrics_only"',
-        )
-    if body.get("tls_disable") not in (True, "true", 1):
-        raise ConfigError(
-            "kv2render's listener has no TLS",
-            where=f"{where}.tls_disable",
-            hint="set tls_disable = true and keep the address on loopback or the pod network",
-        )
-    # Vault's listener default address when none is given.
-    out["metrics"] = {"address": str(body.get("address", "127.0.0.1:8200"))}
-    changes.append(("listener", "the metrics_only listener: served as metrics.address"))
+    return tuple(notices)
 
 
 def _refuse(tree: dict[str, Any]) -> None:

@@ -9,6 +9,11 @@ ovh), but keeps everything in memory and is not a security boundary.
                                           -> endpoints (logins, auth/token, sys)
     DevServer (server.py): the Python API tests use; seed.py loads YAML seeds.
 
+Imports point one way, as in the package (docs/architecture.md): protocol.py (wire shapes,
+Request, Reply) is at the bottom; endpoints and sysapi see the router through
+context.RouterContext, and seed.py and httpserver.py see their DevServer through a small
+Protocol, so that nothing imports back up into router.py or server.py.
+
 The openbao flavour follows what the real OpenBao server was measured to answer
 (tests/devserver/test_conformance_real.py, docs/dev-server.md): numbers.py stores KV v2
 numbers as float64, gofields.py converts fields and words errors as OpenBao does.

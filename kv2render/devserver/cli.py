@@ -100,7 +100,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 def is_loopback(host: str) -> bool:
     """localhost, 127.0.0.0/8 in any inet_aton spelling (127.1), ::1, ::ffff:127.0.0.1."""
-    from kv2render.refs import is_loopback_host
+    from kv2render.authority import is_loopback_host
 
     return is_loopback_host(host)
 

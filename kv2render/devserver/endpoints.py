@@ -1,24 +1,29 @@
 """Non-KV endpoints: logins, auth/token/*, sys/* (kv2-wire.md §3, §4, §5).
 
-Each handler takes the Router (for the wire and ACL helpers) and returns a Reply
-or raises ApiError. Only the vault and openbao flavours reach this module.
+Each handler takes the Router, seen through context.RouterContext (its state, wire and
+ACL helpers), and returns a Reply or raises ApiError. Only the vault and openbao flavours
+reach this module.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kv2render.devserver._time import parse_duration, rfc3339
 from kv2render.devserver.auth import Token, auth_block, entity_for, jwt_claims
-from kv2render.devserver.protocol import OPENBAO, UNSUPPORTED_OPERATION, ApiError, Reply
+from kv2render.devserver.context import RouterContext
+from kv2render.devserver.protocol import (
+    OPENBAO,
+    UNSUPPORTED_OPERATION,
+    ApiError,
+    Reply,
+    Request,
+)
 from kv2render.devserver.state import State
 
-if TYPE_CHECKING:
-    from kv2render.devserver.router import Request, Router
-
-LoginHandler = Callable[["Request"], Reply]
+LoginHandler = Callable[[Request], Reply]
 
 
 def _duration(value: Any, name: str, openbao: bool = False) -> int:
@@ -43,7 +48,7 @@ def _str_list(value: Any) -> list[str]:
 # -- logins ---------------------------------------------------------------------------
 
 
-def match_login(router: Router, ns: str, rel: str) -> LoginHandler | None:
+def match_login(router: RouterContext, ns: str, rel: str) -> LoginHandler | None:
     """The login handler for auth/<mount>/login[/<user>], or None if not a login path."""
     if not rel.startswith("auth/") or rel.startswith("auth/token/"):
         return None
@@ -245,7 +250,7 @@ def cert_identity(st: State, peer: dict[str, Any]) -> Token:
 # -- auth/token/* ---------------------------------------------------------------------
 
 
-def _self_api(router: Router, req: Request, token: Token, sub: str, acl_path: str) -> Reply:
+def _self_api(router: RouterContext, req: Request, token: Token, sub: str, acl_path: str) -> Reply:
     """lookup-self, renew-self and revoke-self."""
     st, op = router.state, req.op
     if st.flavor == OPENBAO:
@@ -262,7 +267,7 @@ def _self_api(router: Router, req: Request, token: Token, sub: str, acl_path: st
     return router.wire.no_content()
 
 
-def token_api(router: Router, req: Request, token: Token, sub: str, acl_path: str) -> Reply:
+def token_api(router: RouterContext, req: Request, token: Token, sub: str, acl_path: str) -> Reply:
     st, wire = router.state, router.wire
     op = req.op
     if sub in _DEFAULT_POLICY:
@@ -295,7 +300,7 @@ def token_api(router: Router, req: Request, token: Token, sub: str, acl_path: st
 _DEFAULT_POLICY = {"lookup-self": "read", "renew-self": "update", "revoke-self": "update"}
 
 
-def _check_token_acl(router: Router, token: Token, sub: str, op: str, acl_path: str) -> None:
+def _check_token_acl(router: RouterContext, token: Token, sub: str, op: str, acl_path: str) -> None:
     """Measured on OpenBao: the self endpoints pass the ACL like any path, so a token with
     only the default policy may GET lookup-self (not POST it) and POST renew-self and
     revoke-self (not GET them); anything else is 403 (KV2-AC-342)."""
@@ -338,7 +343,7 @@ def lookup_data(st: State, token: Token) -> dict[str, Any]:
     return data
 
 
-def _renew(router: Router, token: Token, body: dict[str, Any]) -> Reply:
+def _renew(router: RouterContext, token: Token, body: dict[str, Any]) -> Reply:
     increment = body.get("increment")
     seconds = _duration(increment, "increment") if increment not in (None, "") else None
     try:

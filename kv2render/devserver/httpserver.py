@@ -16,14 +16,11 @@ import time
 import urllib.parse
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from kv2render.devserver.protocol import JSON_CT, OVH, Reply, Wire
-from kv2render.devserver.router import MAX_BODY, Request, Router
-from kv2render.devserver.state import Faults
-
-if TYPE_CHECKING:
-    from kv2render.devserver.server import DevServer
+from kv2render.devserver.protocol import JSON_CT, MAX_BODY, OVH, Reply, Request, Wire
+from kv2render.devserver.router import Router
+from kv2render.devserver.state import Faults, State
 
 log = logging.getLogger("kv2render.devserver")
 
@@ -36,13 +33,38 @@ _FAULT_MESSAGES = {
 }
 
 
+class Host(Protocol):
+    """What the socket side needs from the DevServer that owns it. A Protocol, because
+    server.py imports this module and this module may not import server.py back (no
+    import cycle, docs/architecture.md)."""
+
+    @property
+    def state(self) -> State: ...
+
+    @property
+    def router(self) -> Router: ...
+
+    @property
+    def flavor(self) -> str: ...
+
+    @property
+    def base_path(self) -> str: ...
+
+    @property
+    def faults(self) -> Faults: ...
+
+    def record(self, method: str, path: str, status: int) -> None: ...
+
+    def take_fault_status(self) -> int | None: ...
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    dev: DevServer
+    dev: Host
     ssl_context: ssl.SSLContext | None
 
-    def __init__(self, addr: tuple[str, int], dev: DevServer, ctx: ssl.SSLContext | None) -> None:
+    def __init__(self, addr: tuple[str, int], dev: Host, ctx: ssl.SSLContext | None) -> None:
         self.dev = dev
         self.ssl_context = ctx
         self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
@@ -269,8 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             peer_cert=peer,
         )
-        router: Router = dev.router
-        return router.handle(req)
+        return dev.router.handle(req)
 
 
 __all__ = ["Faults"]

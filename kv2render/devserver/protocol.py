@@ -73,6 +73,40 @@ class Reply:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
+MAX_BODY = 32 * 1024 * 1024  # Vault's default max_request_size
+
+
+@dataclass
+class Request:
+    """One HTTP request as the router sees it (httpserver.py builds it)."""
+
+    method: str  # HTTP verb as sent, upper case
+    path: str  # percent-decoded, after /v1/ (and the ovh base), e.g. "secret/data/app"
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
+    body: bytes = field(repr=False)
+    peer_cert: dict[str, Any] | None = None  # verified TLS client certificate
+    op: str = ""  # read | list | write | delete | patch
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def token_id(self) -> str | None:
+        token = self.headers.get("x-vault-token")
+        if token:
+            return token
+        return self.bearer()
+
+    def bearer(self) -> str | None:
+        value = self.headers.get("authorization", "")
+        scheme, _, credential = value.partition(" ")
+        if scheme.lower() == "bearer" and credential.strip():
+            return credential.strip()
+        return None
+
+    def qparam(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+
 def sort_keys(obj: Any) -> Any:
     """Sort map keys recursively, as Go's encoder does for map[string]interface{}."""
     if isinstance(obj, dict):

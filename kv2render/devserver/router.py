@@ -8,7 +8,6 @@ backend. The ovh flavour has its own, smaller front door (§8).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from kv2render import jsonnum
@@ -27,39 +26,9 @@ from kv2render.devserver.protocol import (
     ApiError,
     RawNotFound,
     Reply,
+    Request,
 )
 from kv2render.devserver.state import Mount, State, norm_namespace
-
-MAX_BODY = 32 * 1024 * 1024  # Vault's default max_request_size
-
-
-@dataclass
-class Request:
-    method: str  # HTTP verb as sent, upper case
-    path: str  # percent-decoded, after /v1/ (and the ovh base), e.g. "secret/data/app"
-    query: dict[str, list[str]]
-    headers: dict[str, str]  # lower-case names
-    body: bytes = field(repr=False)
-    peer_cert: dict[str, Any] | None = None  # verified TLS client certificate
-    op: str = ""  # read | list | write | delete | patch
-    data: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def token_id(self) -> str | None:
-        token = self.headers.get("x-vault-token")
-        if token:
-            return token
-        return self.bearer()
-
-    def bearer(self) -> str | None:
-        value = self.headers.get("authorization", "")
-        scheme, _, credential = value.partition(" ")
-        if scheme.lower() == "bearer" and credential.strip():
-            return credential.strip()
-        return None
-
-    def qparam(self, name: str) -> str | None:
-        values = self.query.get(name)
-        return values[0] if values else None
 
 
 def operation(req: Request) -> str:
@@ -249,29 +218,9 @@ class Router:
         if first == "metadata":
             return self._kv2_metadata(req, token, mount, name, acl_path)
         if first in ("delete", "undelete", "destroy"):
-            if op != "write":
-                raise self._unsupported()
-            self.require(token, acl_path, ("update",))
-            actor = token.actor()
-            if first == "delete":
-                mount.delete_versions(name, req.data, actor)
-            elif first == "undelete":
-                mount.undelete_versions(name, req.data)
-            else:
-                mount.destroy_versions(name, req.data)
-            return self.wire.no_content()
+            return self._kv2_versions(req, token, mount, first, name, acl_path)
         if first == "config" and name == "":
-            if op == "read":
-                self.require(token, acl_path, ("read",))
-                config = mount.read_config()
-                if self.state.flavor == OPENBAO:
-                    config["metadata_cas_required"] = False  # measured (KV2-AC-342)
-                return self.wire.ok(config, mount_type="kv")
-            if op == "write":
-                self.require(token, acl_path, ("update",))
-                mount.write_config(req.data)
-                return self.wire.no_content()
-            raise self._unsupported()
+            return self._kv2_config(req, token, mount, acl_path)
         if first == "subkeys" and op == "read":
             self.require(token, acl_path, ("read",))
             return self.wire.ok(mount.subkeys(name, self._version(req)), mount_type="kv")
@@ -285,6 +234,34 @@ class Router:
                 f"'{cli} kv get' for this operation."
             ],
         )
+
+    def _kv2_versions(
+        self, req: Request, token: Token, mount: KvV2, action: str, name: str, acl_path: str
+    ) -> Reply:
+        """delete/, undelete/ and destroy/: a write naming versions."""
+        if req.op != "write":
+            raise self._unsupported()
+        self.require(token, acl_path, ("update",))
+        if action == "delete":
+            mount.delete_versions(name, req.data, token.actor())
+        elif action == "undelete":
+            mount.undelete_versions(name, req.data)
+        else:
+            mount.destroy_versions(name, req.data)
+        return self.wire.no_content()
+
+    def _kv2_config(self, req: Request, token: Token, mount: KvV2, acl_path: str) -> Reply:
+        if req.op == "read":
+            self.require(token, acl_path, ("read",))
+            config = mount.read_config()
+            if self.state.flavor == OPENBAO:
+                config["metadata_cas_required"] = False  # measured (KV2-AC-342)
+            return self.wire.ok(config, mount_type="kv")
+        if req.op == "write":
+            self.require(token, acl_path, ("update",))
+            mount.write_config(req.data)
+            return self.wire.no_content()
+        raise self._unsupported()
 
     def _openbao_slash_root(self, token: Token, op: str, acl_path: str) -> Reply:
         # Measured: with the slash, OpenBao routes to an empty key name (KV2-AC-342).

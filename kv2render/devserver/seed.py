@@ -6,16 +6,14 @@ name their place, like the rest of kv2render's configuration (STYLE.md #2, #3).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 
 from kv2render.devserver._time import parse_duration
-
-if TYPE_CHECKING:
-    from kv2render.devserver.server import DevServer
+from kv2render.devserver.state import State
 
 TOP_KEYS = {
     "namespaces",
@@ -33,6 +31,76 @@ TOP_KEYS = {
 
 class SeedError(ValueError):
     """A seed file that cannot be applied; the message names the place."""
+
+
+class SeedTarget(Protocol):
+    """The DevServer methods a seed calls. A Protocol, because server.py imports this
+    module to apply its seed and this module may not import server.py back (no import
+    cycle, docs/architecture.md)."""
+
+    @property
+    def state(self) -> State: ...
+
+    def add_namespace(self, path: str) -> None: ...
+
+    def add_mount(self, path: str, version: int = 2, namespace: str = "") -> None: ...
+
+    def add_policy(self, name: str, rules: Mapping[str, Iterable[str]]) -> None: ...
+
+    def put(
+        self, path: str, data: Mapping[str, Any], mount: str = "secret", cas: int | None = None
+    ) -> int: ...
+
+    def create_token(
+        self,
+        policies: Iterable[str] = ("default",),
+        ttl: float | None = None,
+        renewable: bool = True,
+        num_uses: int = 0,
+        *,
+        token_id: str | None = None,
+        namespace: str = "",
+        explicit_max_ttl: int = 0,
+    ) -> str: ...
+
+    def add_approle(
+        self,
+        role_name: str,
+        role_id: str,
+        secret_id: str | None,
+        policies: Iterable[str] = (),
+        token_ttl: float | None = None,
+        renewable: bool = True,
+        mount: str = "approle",
+        *,
+        namespace: str = "",
+        token_max_ttl: float | None = None,
+    ) -> None: ...
+
+    def add_userpass(
+        self,
+        username: str,
+        password: str,
+        policies: Iterable[str] = (),
+        mount: str = "userpass",
+        *,
+        namespace: str = "",
+    ) -> None: ...
+
+    def add_jwt(
+        self,
+        jwt: str,
+        role: str,
+        policies: Iterable[str] = (),
+        method: str = "kubernetes",
+        mount: str | None = None,
+        *,
+        namespace: str = "",
+    ) -> None: ...
+
+    def add_cert_role(
+        self, name: str, policies: Iterable[str] = (), mount: str = "cert", *, namespace: str = ""
+    ) -> None: ...
 
 
 def load_seed(seed: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -81,7 +149,7 @@ def _ttl(where: str, value: Any) -> int | None:
         raise SeedError(str(exc)) from exc
 
 
-def apply_seed(srv: DevServer, seed: str | Path | Mapping[str, Any]) -> None:
+def apply_seed(srv: SeedTarget, seed: str | Path | Mapping[str, Any]) -> None:
     data = load_seed(seed)
     unknown = set(data) - TOP_KEYS
     if unknown:
@@ -96,7 +164,7 @@ def apply_seed(srv: DevServer, seed: str | Path | Mapping[str, Any]) -> None:
         raise SeedError(f"seed: {exc}") from exc
 
 
-def _apply(srv: DevServer, data: dict[str, Any]) -> None:
+def _apply(srv: SeedTarget, data: dict[str, Any]) -> None:
     for i, ns in enumerate(_list("namespaces", data.get("namespaces"))):
         if not isinstance(ns, str):
             raise SeedError(f"namespaces[{i}]: must be a string like 'team-a/'")
@@ -140,7 +208,7 @@ def _apply(srv: DevServer, data: dict[str, Any]) -> None:
     _apply_logins(srv, data)
 
 
-def _apply_secrets(srv: DevServer, secrets: Any) -> None:
+def _apply_secrets(srv: SeedTarget, secrets: Any) -> None:
     if not isinstance(secrets, dict):
         raise SeedError("secrets: must be a mapping of 'mount/path' -> data or list of versions")
     for full, value in secrets.items():
@@ -161,7 +229,7 @@ def _apply_secrets(srv: DevServer, secrets: Any) -> None:
                 srv.put(name, version, mount=mount.path)
 
 
-def _apply_logins(srv: DevServer, data: dict[str, Any]) -> None:
+def _apply_logins(srv: SeedTarget, data: dict[str, Any]) -> None:
     for i, role in enumerate(_list("approle", data.get("approle"))):
         where = f"approle[{i}]"
         allowed = {

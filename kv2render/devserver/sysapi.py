@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 from kv2render.devserver.auth import Token
-from kv2render.devserver.protocol import OPENBAO, UNSUPPORTED_OPERATION, ApiError, Reply, encode
-
-if TYPE_CHECKING:
-    from kv2render.devserver.router import Request, Router
-
+from kv2render.devserver.context import RouterContext
+from kv2render.devserver.protocol import (
+    OPENBAO,
+    UNSUPPORTED_OPERATION,
+    ApiError,
+    Reply,
+    Request,
+    encode,
+)
 
 # -- sys/* ----------------------------------------------------------------------------
 
 
-def sys_status(router: Router, req: Request) -> Reply:
+def sys_status(router: RouterContext, req: Request) -> Reply:
     """sys/health and sys/seal-status: unauthenticated, plain JSON (not the envelope)."""
     st = router.state
     if req.op != "read":
@@ -76,7 +79,9 @@ def sys_status(router: Router, req: Request) -> Reply:
     return Reply(200, encode(body))
 
 
-def sys_api(router: Router, req: Request, token: Token, ns: str, rel: str, acl_path: str) -> Reply:
+def sys_api(
+    router: RouterContext, req: Request, token: Token, ns: str, rel: str, acl_path: str
+) -> Reply:
     st, wire = router.state, router.wire
     ui = "sys/internal/ui/mounts"
     if rel.startswith(ui + "/") and rel != ui + "/":
@@ -141,7 +146,7 @@ def sys_api(router: Router, req: Request, token: Token, ns: str, rel: str, acl_p
 
 
 def _sys_mount(
-    router: Router, req: Request, token: Token, ns: str, path: str, acl_path: str
+    router: RouterContext, req: Request, token: Token, ns: str, path: str, acl_path: str
 ) -> Reply:
     st = router.state
     if req.op == "write":

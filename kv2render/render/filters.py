@@ -20,7 +20,7 @@ from jinja2 import Undefined
 
 from kv2render import jsonnum
 from kv2render.errors import RenderError
-from kv2render.refs import value_to_text
+from kv2render.payload import value_to_text
 
 __all__ = ["FILTERS", "plain"]
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from kv2render.authority import is_loopback_host
 from kv2render.devserver import DevServer
-from kv2render.refs import is_loopback_host
 
 from .cli_helpers import cli_env, write_config
 

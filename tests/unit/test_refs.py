@@ -9,6 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kv2render import authority, payload, refs
+from kv2render.authority import check_authority
 from kv2render.errors import (
     ConfigError,
     Kv2RenderError,
@@ -16,14 +18,8 @@ from kv2render.errors import (
     ReferenceSyntaxError,
     RenderError,
 )
-from kv2render.refs import (
-    SecretLocation,
-    SecretRef,
-    check_authority,
-    format_ref,
-    parse_ref,
-    value_to_text,
-)
+from kv2render.payload import value_to_text
+from kv2render.refs import SecretLocation, SecretRef, format_ref, parse_ref
 
 FUZZ = settings(
     max_examples=int(os.environ.get("KV2RENDER_FUZZ_EXAMPLES", "300")),
@@ -495,6 +491,16 @@ def test_value_to_text_refuses_non_json() -> None:
             value_to_text(number)
     with pytest.raises(RenderError):
         value_to_text({"a": object()})
+
+
+def test_refs_keeps_its_python_contract() -> None:
+    """The fixed contract of ``kv2render.refs`` (docs/spec, "Python contracts") names
+    check_authority and value_to_text; they live in authority.py and payload.py, below refs,
+    and refs re-exports the same objects (is_loopback_host too, for its older callers)."""
+    assert refs.check_authority is authority.check_authority
+    assert refs.value_to_text is payload.value_to_text
+    assert refs.is_loopback_host is authority.is_loopback_host
+    assert {"check_authority", "value_to_text", "is_loopback_host"} <= set(refs.__all__)
 
 
 # -- properties -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kv2render import jsonnum
-from kv2render.refs import value_to_text
+from kv2render.payload import value_to_text
 from kv2render.render.filters import to_json, to_json_pretty
 from kv2render.store.client import _errors_text
 

@@ -75,18 +75,19 @@ def _float(f: float) -> str:
 
 def encode(v: Any, *, indent: str | None = None, escape_html: bool = True, level: int = 0) -> str:
     """json.Marshal (``indent`` None) or json.MarshalIndent(v, "", indent)."""
-    nl = "" if indent is None else "\n" + indent * (level + 1)
-    end = "" if indent is None else "\n" + indent * level
-    colon = ":" if indent is None else ": "
+    text = _scalar(v, escape_html)
+    if text is not None:
+        return text
+    return _composite(v, indent, escape_html, level)
 
-    def sub(x: Any) -> str:
-        return encode(x, indent=indent, escape_html=escape_html, level=level + 1)
 
+def _scalar(v: Any, escape_html: bool) -> str | None:
+    """The JSON text of a null, a boolean, a number or a string; None for anything else."""
     if v is None or v is INVALID or isinstance(v, TypedNil):
         return "null"
-    if isinstance(v, bool):
+    if isinstance(v, bool):  # before int: a bool is an int
         return "true" if v else "false"
-    if isinstance(v, JsonNumber):
+    if isinstance(v, JsonNumber):  # before str: a json.Number is a str
         return str(v) if v else "0"
     if isinstance(v, str):
         return _string(v, escape_html)
@@ -96,6 +97,18 @@ def encode(v: Any, *, indent: str | None = None, escape_html: bool = True, level
         return _float(v)
     if isinstance(v, StringSlice) and v.is_nil:
         return "null"
+    return None
+
+
+def _composite(v: Any, indent: str | None, escape_html: bool, level: int) -> str:
+    """An array, a map or a Secret, its members encoded one level deeper."""
+    nl = "" if indent is None else "\n" + indent * (level + 1)
+    end = "" if indent is None else "\n" + indent * level
+    colon = ":" if indent is None else ": "
+
+    def sub(x: Any) -> str:
+        return encode(x, indent=indent, escape_html=escape_html, level=level + 1)
+
     if isinstance(v, list):
         if not v:
             return "[]"

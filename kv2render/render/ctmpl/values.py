@@ -137,32 +137,32 @@ def make_secret(data: Mapping[str, Any], metadata: Mapping[str, Any]) -> GoSecre
     return GoSecret(Data={"data": from_json(data), "metadata": from_json(metadata)})
 
 
+# Go's type names by Python class, in match order: json.Number before string (JsonNumber is
+# a str), bool before int, []string before []interface {} (StringSlice is a list).
+_TYPE_NAMES: tuple[tuple[type, str], ...] = (
+    (JsonNumber, "json.Number"),
+    (str, "string"),
+    (bool, "bool"),
+    (int, "int"),
+    (float, "float64"),
+    (StringSlice, "[]string"),
+    (list, "[]interface {}"),
+    (dict, "map[string]interface {}"),
+    (GoSecret, SECRET_TYPE),
+)
+
+
 def type_name(v: Any) -> str:
     """Go's ``%T``/reflect type name of a model value."""
     if v is INVALID:
         return "<nil>"
     if v is None:
         return "interface {}"
-    if isinstance(v, JsonNumber):
-        return "json.Number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "float64"
-    if isinstance(v, StringSlice):
-        return "[]string"
-    if isinstance(v, list):
-        return "[]interface {}"
-    if isinstance(v, dict):
-        return "map[string]interface {}"
-    if isinstance(v, GoSecret):
-        return SECRET_TYPE
     if isinstance(v, TypedNil):
         return v.type_name
+    for cls, name in _TYPE_NAMES:
+        if isinstance(v, cls):
+            return name
     return type(v).__name__
 
 
