@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from kv2render.config.supervise import EnvTemplateSpec, ExecSpec
 from kv2render.config.values import kind_of, parse_duration
 from kv2render.errors import ConfigError
 from kv2render.refs import SecretRef
@@ -50,6 +51,8 @@ __all__ = [
     "AuthSettings",
     "AuthType",
     "Config",
+    "EnvTemplateSpec",
+    "ExecSpec",
     "TemplateConfig",
     "TemplateSpec",
     "VaultSettings",
@@ -150,6 +153,10 @@ class Config:
     # KV2-INV-354: --once's overall deadline for the server (logins, reads, retry waits);
     # 0 means none (only vault.retry.num_retries bounds the retries). Not used by the daemon.
     once_timeout: float = 60.0
+    # Process-supervisor mode (issue 16, KV2-INV-470): variables rendered in memory for the
+    # child that ``exec`` runs; both empty/None otherwise (config/supervise.py).
+    env_templates: tuple[EnvTemplateSpec, ...] = ()
+    exec: ExecSpec | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,6 +297,17 @@ def describe(config: Config) -> dict[str, Any]:
         "pid_file": _opt_str(config.pid_file),
         "exit_after_auth": config.exit_after_auth,
         "once_timeout": config.once_timeout,
+        "env_templates": [
+            {"name": e.name, "source": _opt_str(e.source), "syntax": e.syntax}
+            for e in config.env_templates
+        ],
+        "exec": None
+        if config.exec is None
+        else {
+            "program": config.exec.command[0],
+            "restart_on_secret_changes": config.exec.restart_on_secret_changes,
+            "restart_stop_signal": config.exec.stop_signal_name,
+        },
     }
 
 

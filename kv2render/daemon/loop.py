@@ -160,6 +160,21 @@ class _Template:
 RunCommands = Callable[[Sequence[RenderResult]], tuple[CommandResult, ...]]
 
 
+class PassHook(Protocol):
+    """More secrets to poll, and what to do with them after each pass (the process
+    supervisor, daemon/supervisor.py, KV2-INV-471). The loop reads and caches them as its
+    templates' secrets; the hook gets the cache and this pass's read errors."""
+
+    @property
+    def locations(self) -> frozenset[SecretLocation]: ...
+
+    def after_pass(
+        self,
+        secrets: Mapping[SecretLocation, SecretVersion],
+        errors: Mapping[SecretLocation, Kv2RenderError],
+    ) -> None: ...
+
+
 class Daemon:
     """The render loop. Single-threaded; every wait goes through ``ticks.wait``."""
 
@@ -182,7 +197,9 @@ class Daemon:
         notifier: Notifier | None = None,
         status_file: StatusFile | None = None,
         on_watch: Callable[[frozenset[Path]], None] | None = None,
+        pass_hook: PassHook | None = None,
     ) -> None:
+        self._hook = pass_hook
         self.cfg = cfg
         self.ticks = ticks
         self.stop = stop
@@ -462,7 +479,8 @@ class Daemon:
     # -- one pass ---------------------------------------------------------------------------
 
     def _locations(self) -> set[SecretLocation]:
-        return {loc for t in self.templates for loc in t.item.locations}
+        hooked = self._hook.locations if self._hook is not None else frozenset()
+        return {loc for t in self.templates for loc in t.item.locations} | hooked
 
     def _pass(self, now: float) -> None:
         due_templates = [
@@ -475,6 +493,8 @@ class Daemon:
             need |= {
                 loc for loc in t.item.locations if loc.version is None or loc not in self._cache
             }
+        if self._hook is not None:  # pinned versions are read once, as for templates
+            need |= {loc for loc in self._hook.locations if loc not in self._cache}
         if not need and not due_templates:
             return
         # Each secret's next poll counts from when this pass started, not from when its reads
@@ -503,6 +523,8 @@ class Daemon:
             or (t.error is not None and t.item.locations & ok and self._readable(t, ok))
         ]
         self._render(todo, errors, now)
+        if self._hook is not None:
+            self._hook.after_pass(self._cache, errors)
         self.passes += 1
         unchanged = len(fetched) - len(changed) - len(errors)
         log.debug(

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kv2render.config import Config
 from kv2render.daemon.loop import (
@@ -33,6 +33,9 @@ from kv2render.daemon.loop import (
     TickEvent,
 )
 from kv2render.daemon.notify import Notifier
+
+if TYPE_CHECKING:
+    from kv2render.daemon.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +177,12 @@ def run(
     def reload_config() -> Config:
         return config_mod.load(path, overrides=dict(overrides or {}))
 
+    supervisor = _supervisor(cfg, env, stop, ticks)
+    if supervisor is not None:
+        # Process-supervisor mode: signals go to the child, so no SIGHUP or edit reloads the
+        # config (Vault Agent reloads nothing a child could see either) (KV2-INV-475).
+        path = None
+
     try:
         pid_file.write()  # a WriteError stops the start, as in Vault Agent
         if lock.held:
@@ -187,22 +196,58 @@ def run(
             config_path=path,
             notifier=notifier,
             on_watch=watcher.update,
+            pass_hook=supervisor,
         )
-        return supervise(daemon, ticks=ticks, stop=stop, notifier=notifier)
+        code = supervise(
+            daemon,
+            ticks=ticks,
+            stop=stop,
+            notifier=notifier,
+            forward=None if supervisor is None else supervisor.forward,
+        )
+        if supervisor is not None and supervisor.exit_code is not None:
+            return supervisor.exit_code  # KV2-INV-478: the child's exit code is ours
+        return code
     finally:
+        if supervisor is not None:
+            supervisor.close()
         watcher.close()
         lock.release()
         pid_file.remove()
 
 
-def _install_signals(fd: int) -> tuple[int | None, dict[int, Any]]:
-    """Route SIGTERM/SIGINT/SIGHUP to ``fd``; (None, {}) outside the main thread."""
+def _supervisor(
+    cfg: Config, env: Mapping[str, str] | None, stop: threading.Event, ticks: QueueTicks
+) -> Supervisor | None:
+    """The process supervisor when the config has an exec block; the child's exit stops
+    the loop, and ``run`` then returns the child's code."""
+    if cfg.exec is None:
+        return None
+    from kv2render.daemon.supervisor import Supervisor
+
+    def child_exited(_code: int) -> None:
+        stop.set()
+        ticks.put(None)
+
+    return Supervisor(
+        cfg.exec,
+        cfg.env_templates,
+        base_env=os.environ if env is None else env,
+        on_exit=child_exited,
+        max_output_bytes=cfg.template_config.max_output_bytes,
+        render_timeout=cfg.template_config.render_timeout,
+    )
+
+
+def _install_signals(fd: int, extra: tuple[int, ...] = ()) -> tuple[int | None, dict[int, Any]]:
+    """Route SIGTERM/SIGINT/SIGHUP (and ``extra``) to ``fd``; (None, {}) outside the main
+    thread."""
     import signal
 
     previous: dict[int, Any] = {}
     try:
         old = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, *extra):
             previous[sig] = signal.signal(sig, lambda *_: None)
     except ValueError:  # not the main thread (an in-process test): no signal handling
         return None, {}
@@ -225,8 +270,12 @@ def _wait_for_signal(
     ticks: QueueTicks,
     notifier: Notifier,
     clock: Callable[[], float],
+    forward: Callable[[int], bool] | None = None,
 ) -> str | None:
-    """Block until a stop signal ("SIGTERM"/"SIGINT") or the worker ends (None)."""
+    """Block until a stop signal ("SIGTERM"/"SIGINT") or the worker ends (None).
+
+    With ``forward`` (process-supervisor mode), a signal goes to the child instead when
+    one runs; the child's exit then ends the worker (KV2-INV-475)."""
     import select
     import signal
 
@@ -253,6 +302,8 @@ def _wait_for_signal(
                 # without a timeout would then wait for ever (exit_on_err hung, measured).
                 worker.join(timeout=STOP_GRACE)
                 return None
+            if forward is not None and forward(number):
+                continue
             if number in (signal.SIGTERM, signal.SIGINT):
                 return signal.Signals(number).name
             if number == signal.SIGHUP:
@@ -268,6 +319,7 @@ def supervise(
     stop: threading.Event,
     notifier: Notifier,
     clock: Callable[[], float] = time.monotonic,
+    forward: Callable[[int], bool] | None = None,
 ) -> int:
     """Run ``daemon`` in a worker thread; the main thread turns signals into events.
 
@@ -295,11 +347,16 @@ def supervise(
             except OSError:
                 pass
 
-    old, previous = _install_signals(wake_w.fileno())
+    extra: tuple[int, ...] = ()
+    if forward is not None:
+        from kv2render.daemon.supervisor import forwarded_signals
+
+        extra = forwarded_signals()
+    old, previous = _install_signals(wake_w.fileno(), extra)
     worker = threading.Thread(target=body, name="kv2render-loop", daemon=True)
     try:
         worker.start()
-        stopped_by = _wait_for_signal(worker, wake_r, ticks, notifier, clock)
+        stopped_by = _wait_for_signal(worker, wake_r, ticks, notifier, clock, forward)
         notifier.stopping()
         if stopped_by is None:
             daemon.close()
