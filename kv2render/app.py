@@ -60,6 +60,9 @@ def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
 
     disable_core_dumps()  # KV2-INV-380: before the first login, so no token is ever dumped
     prepared = runner.prepare(cfg)
+    if cfg.exec is not None:
+        # KV2-INV-478: as Vault Agent, a one-shot run starts no supervised child.
+        log.info("exec: %s is not run with --once or exit_after_auth", cfg.exec.command[0])
     warn_transport(cfg.vault)
     _once_cleanup(cfg)
     pid_file = None

@@ -138,7 +138,9 @@ def test_the_child_starts_only_after_every_env_template_rendered(
     runs.append(run)
     db_only = run.secrets(db={"password": SENTINEL})
     api_loc = next(loc for loc in run.sup.locations if loc.path.endswith("api"))
-    run.sup.after_pass(db_only, {api_loc: AccessDeniedError("permission denied", where=str(api_loc))})
+    run.sup.after_pass(
+        db_only, {api_loc: AccessDeniedError("permission denied", where=str(api_loc))}
+    )
     run.sup.after_pass(db_only, {})  # not read at all yet
     time.sleep(0.2)
     assert run.sup.pid is None and run.starts() == []
@@ -232,7 +234,9 @@ def test_a_child_that_ignores_the_stop_signal_is_killed_after_the_timeout(
 ) -> None:
     """KV2-AC-472, KV2-FC-473: SIGKILL (to the child's process group) once the kill timeout
     after the stop signal has passed; then the new child starts."""
-    stubborn = 'echo "start $$ ${#DB_PASSWORD}" >> "$LOG"; trap "" TERM; while :; do sleep 0.05; done'
+    stubborn = (
+        'echo "start $$ ${#DB_PASSWORD}" >> "$LOG"; trap "" TERM; while :; do sleep 0.05; done'
+    )
     run = Run(tmp_path, sh(stubborn), {"DB_PASSWORD": DB}, kill_timeout=0.5)
     runs.append(run)
     run.sup.after_pass(run.secrets(db={"password": "v1"}), {})

@@ -164,5 +164,7 @@ def test_an_agent_env_template_without_error_on_missing_key_gets_a_notice(
     caplog.set_level(logging.INFO)
     load_file(tmp_path, "agent.hcl", AGENT_HCL)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(m.startswith("env_template.API_KEY: error_on_missing_key is false") for m in warnings)
+    assert any(
+        m.startswith("env_template.API_KEY: error_on_missing_key is false") for m in warnings
+    )
     assert not any("DB_PASSWORD" in m for m in warnings)
