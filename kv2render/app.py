@@ -116,6 +116,7 @@ def check(config_path: str, *, fmt: str = "text") -> int:
     raise_all([*checked.problems, *template_problems])
     cfg = checked.config
     assert cfg is not None  # no problem: the config was built
+    prepared += _check_env_templates(cfg)
     warnings = offline_warnings(cfg)
     warn_transport(cfg.vault)
     for item in prepared:
@@ -124,12 +125,13 @@ def check(config_path: str, *, fmt: str = "text") -> int:
             {
                 "event": "check",
                 "template": item.spec.where,
-                "destination": str(item.spec.destination),
+                "destination": None if _env_name(item.spec) else str(item.spec.destination),
+                "env": _env_name(item.spec),
                 "syntax": "ref" if item.spec.ref is not None else item.spec.syntax,
                 "reads": refs,
             },
             fmt,
-            f"{item.spec.where}: {item.spec.destination} <- " + (", ".join(refs) or "(no secrets)"),
+            f"{item.spec.where}: {_target(item.spec)} <- " + (", ".join(refs) or "(no secrets)"),
         )
     _check_directories(cfg)
     unique = {loc for item in prepared for loc in item.locations}
@@ -137,16 +139,50 @@ def check(config_path: str, *, fmt: str = "text") -> int:
         {
             "event": "check",
             "valid": True,
-            "templates": len(prepared),
+            "templates": len(cfg.templates),
+            "env_templates": len(cfg.env_templates),
             "unique_secrets": len(unique),
             "auth": auth_source(cfg.auth),
             "warnings": len(warnings) + len(transport_warnings(cfg.vault)),
         },
         fmt,
-        f"config OK: {count(len(prepared), 'template')}, {count(len(unique), 'unique secret')}, "
+        f"config OK: {count(len(cfg.templates), 'template')}, "
+        + (f"{count(len(cfg.env_templates), 'env template')}, " if cfg.exec is not None else "")
+        + f"{count(len(unique), 'unique secret')}, "
         f"auth {auth_source(cfg.auth)}, address {cfg.vault.address}",
     )
     return 0
+
+
+def _check_env_templates(cfg: Config) -> list[runner.PreparedTemplate]:
+    """Process-supervisor mode: compile every env template too (KV2-INV-470), all problems
+    in one run; ``check`` lists each as ``env_template.NAME: env NAME <- secrets``."""
+    if cfg.exec is None:
+        return []
+    from kv2render.daemon.supervisor import prepare_env
+
+    tc = cfg.template_config
+    items, problems = [], []
+    for env in cfg.env_templates:
+        try:
+            items.append(
+                prepare_env(
+                    env, max_output_bytes=tc.max_output_bytes, render_timeout=tc.render_timeout
+                )
+            )
+        except ConfigError as exc:
+            problems.append(exc)
+    raise_all(problems)
+    return items
+
+
+def _env_name(spec: Any) -> str | None:
+    return getattr(spec, "env_name", None) or None
+
+
+def _target(spec: Any) -> str:
+    env_name = _env_name(spec)
+    return f"env {env_name}" if env_name else str(spec.destination)
 
 
 def offline_warnings(cfg: Config) -> list[str]:

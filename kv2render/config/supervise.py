@@ -258,21 +258,38 @@ def _signal_number(value: Any, where: str) -> int:
 
 
 def agent_defaults(tree: dict[str, Any]) -> list[str]:
-    """Vault Agent's defaults written into an agent config's env templates (KV2-INV-253).
+    """Vault Agent's defaults written into an agent config's env templates (KV2-INV-472).
 
     consul-template syntax always, and ``error_on_missing_key`` false unless set, as for
-    the agent's file templates; returns the env templates that got the lenient default."""
-    lenient: list[str] = []
+    the agent's file templates. HCL's block lists become the YAML form
+    (``env_template: {NAME: {...}}``, ``exec: {...}``), so that convert-config prints
+    kv2render's vocabulary. Returns the env templates that got the lenient default."""
+    if isinstance(tree.get("exec"), list) and len(tree["exec"]) == 1:
+        tree["exec"] = tree["exec"][0]
     raw = tree.get("env_template")
-    if raw is None:
-        return lenient
-    for block in raw if isinstance(raw, list) else [raw]:
-        for name, body in block.items() if isinstance(block, dict) else ():
-            item = body[0] if isinstance(body, list) and len(body) == 1 else body
-            if not isinstance(item, dict):
-                continue  # supervisor_settings reports the bad entry with its name
-            item["syntax"] = "consul-template"
-            if "error_on_missing_key" not in item:
-                item["error_on_missing_key"] = False
-                lenient.append(f"env_template.{name}")
+    pairs = _pairs(raw)
+    if pairs is None:
+        return []  # supervisor_settings reports the bad shape
+    if len({name for name, _ in pairs}) == len(pairs):
+        tree["env_template"] = dict(pairs)  # a name set twice stays a list: reported later
+    lenient: list[str] = []
+    for name, body in pairs:
+        item = body[0] if isinstance(body, list) and len(body) == 1 else body
+        if not isinstance(item, dict):
+            continue  # supervisor_settings reports the bad entry with its name
+        item["syntax"] = "consul-template"
+        if "error_on_missing_key" not in item:
+            item["error_on_missing_key"] = False
+            lenient.append(f"env_template.{name}")
+        if isinstance(tree["env_template"], dict):
+            tree["env_template"][name] = item
     return lenient
+
+
+def _pairs(raw: Any) -> list[tuple[Any, Any]] | None:
+    if raw is None:
+        return None
+    blocks = raw if isinstance(raw, list) else [raw]
+    if not all(isinstance(block, dict) for block in blocks):
+        return None
+    return [pair for block in blocks for pair in block.items()]

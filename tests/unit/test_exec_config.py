@@ -168,3 +168,35 @@ def test_an_agent_env_template_without_error_on_missing_key_gets_a_notice(
         m.startswith("env_template.API_KEY: error_on_missing_key is false") for m in warnings
     )
     assert not any("DB_PASSWORD" in m for m in warnings)
+
+
+def test_convert_config_prints_the_yaml_form_that_loads_the_same(tmp_path: Path) -> None:
+    """KV2-AC-474, KV2-INV-472: convert-config writes env_template/exec in kv2render's YAML
+    vocabulary (a mapping, not HCL's block lists), and the YAML loads to the same values."""
+    from kv2render.config.agent import convert_config
+
+    agent = tmp_path / "agent.hcl"
+    agent.write_text(AGENT_HCL, encoding="utf-8")
+    text = convert_config(agent)
+    tree = yaml.safe_load(text)
+    assert set(tree["env_template"]) == {"DB_PASSWORD", "API_KEY"}
+    assert tree["exec"]["command"] == ["./my-app", "--flag"]
+    converted = load_file(tmp_path, "converted.yaml", text)
+    original = load(agent, env={"VAULT_TOKEN": "t"})
+    assert converted.env_templates == original.env_templates
+    assert converted.exec == original.exec
+
+
+def test_check_lists_env_templates(tmp_path: Path) -> None:
+    """KV2-INV-470: ``check`` compiles every env template and lists what each reads; a
+    syntax error in one is a check error naming it."""
+    from tests.integration.cli_helpers import run_cli, write_config
+
+    path = write_config(tmp_path, yaml_tree())
+    result = run_cli(["check", "--config", str(path)], {"VAULT_TOKEN": "t"})
+    assert result.code == 0, result.text
+    assert "env_template.DB_PASSWORD: env DB_PASSWORD <- secret/app/db" in result.text
+    assert "0 templates, 1 env template, 1 unique secret" in result.text
+    broken = write_config(tmp_path, yaml_tree(env_template={"X": {"contents": "{{ nope"}}))
+    result = run_cli(["check", "--config", str(broken)], {"VAULT_TOKEN": "t"})
+    assert result.code == 2 and "env_template.X" in result.text
