@@ -236,6 +236,7 @@ def _supervisor(
         on_exit=child_exited,
         max_output_bytes=cfg.template_config.max_output_bytes,
         render_timeout=cfg.template_config.render_timeout,
+        exit_on_failure=cfg.template_config.exit_on_retry_failure,
     )
 
 

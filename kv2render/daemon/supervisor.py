@@ -119,6 +119,7 @@ class Supervisor:
         kill_timeout: float = KILL_TIMEOUT,
         max_output_bytes: int = 1 << 20,
         render_timeout: float = 10.0,
+        exit_on_failure: bool = False,
     ) -> None:
         self.spec = spec
         self.items = [
@@ -135,6 +136,9 @@ class Supervisor:
         self._versions: dict[SecretLocation, int] | None = None
         self._closed = False
         self.exit_code: int | None = None  # the child's, once it exited on its own
+        # template_config.exit_on_retry_failure: a failed render ends kv2render (KV2-FC-471).
+        self.exit_on_failure = exit_on_failure
+        self._failure: Kv2RenderError | None = None
         self.starts = 0
 
     @property
@@ -161,6 +165,9 @@ class Supervisor:
         if self._closed or self.exit_code is not None:
             return
         values = self._render(secrets, errors)
+        if values is None and self.exit_on_failure:
+            self._give_up()
+            return
         if values is None or values == self._rendered:
             return
         first = self._rendered is None
@@ -178,6 +185,14 @@ class Supervisor:
         else:
             self.restart(values)
 
+    def _give_up(self) -> None:
+        """exit_on_retry_failure: stop the child and end kv2render with the error's code."""
+        code = self._failure.exit_code if self._failure is not None else 1
+        log.error("exit_on_retry_failure is set: stopping %s and exiting", self.program)
+        self.close()
+        self.exit_code = code
+        self._on_exit(code)
+
     def _render(
         self,
         secrets: Mapping[SecretLocation, SecretVersion],
@@ -189,6 +204,7 @@ class Supervisor:
             if loc in errors or loc not in secrets:
                 error = errors.get(loc) or Kv2RenderError(f"{loc} was not read")
                 log.error("env templates not rendered: %s", error)
+                self._failure = error
                 return None
             versions[loc] = secrets[loc].version
         if versions == self._versions:
@@ -206,10 +222,12 @@ class Supervisor:
             except Kv2RenderError as exc:
                 # KV2-FC-471: the running child keeps its environment; none starts.
                 log.error("%s: %s", item.spec.where, exc)
+                self._failure = exc
                 return None
             except Exception as exc:  # a bug: never print its text, it could quote a value
                 log.critical("%s: internal error %s", item.spec.where, type(exc).__name__)
                 log.debug("env template crash detail", exc_info=True)
+                self._failure = Kv2RenderError("internal error", where=item.spec.where)
                 return None
             values[name] = value
         self._versions = versions

@@ -328,3 +328,19 @@ def test_a_program_that_cannot_start_is_a_command_error(tmp_path: Path, runs: li
     runs.append(run)
     run.sup.after_pass(run.secrets(db={"password": "v1"}), {})
     assert run.exits == [7]
+
+
+def test_exit_on_retry_failure_stops_the_child_and_exits_with_the_error(
+    tmp_path: Path, runs: list[Run]
+) -> None:
+    """KV2-FC-471: with template_config.exit_on_retry_failure a failed render stops the child
+    (stop signal) and ends kv2render with the error's code (5, a RenderError)."""
+    run = Run(tmp_path, sh(RECORDER), {"DB_PASSWORD": DB})
+    run.sup.exit_on_failure = True
+    runs.append(run)
+    run.sup.after_pass(run.secrets(db={"password": "v1"}), {})
+    wait_for(run.starts, "the start")
+    pid = run.sup.pid
+    run.sup.after_pass(run.secrets(db={"user": "x"}), {})
+    assert run.exits == [5] and run.sup.exit_code == 5
+    assert lines(run.log)[-1] == f"TERM {pid}"

@@ -231,3 +231,11 @@ def test_exit_after_auth_does_not_run_the_child(world: World) -> None:
     codes = {t.name: t.proc.wait(timeout=60) for t in (bao, kv2)}
     assert codes == {"bao": 0, "kv2render": 0}, (bao.output()[-2000:], kv2.output()[-2000:])
     assert bao.record() == kv2.record() == []
+
+
+def test_a_child_killed_by_a_signal(world: World) -> None:
+    """KV2-INV-478: a child killed by SIGKILL: kv2render exits 137 (128 + 9, as shells
+    report it); OpenBao Agent exits 255 (Go's exit code -1), a measured difference."""
+    bao, kv2 = world.start(agent_hcl(world.server, world.token, "kill -KILL $$"))
+    codes = {t.name: t.proc.wait(timeout=60) for t in (bao, kv2)}
+    assert codes == {"bao": 255, "kv2render": 137}, (bao.output()[-2000:], kv2.output()[-2000:])
