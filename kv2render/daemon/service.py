@@ -177,13 +177,13 @@ def run(
     def reload_config() -> Config:
         return config_mod.load(path, overrides=dict(overrides or {}))
 
-    supervisor = _supervisor(cfg, env, stop, ticks)
-    if supervisor is not None:
-        # Process-supervisor mode: signals go to the child, so no SIGHUP or edit reloads the
-        # config (Vault Agent reloads nothing a child could see either) (KV2-INV-475).
-        path = None
-
+    supervisor: Supervisor | None = None
     try:
+        supervisor = _supervisor(cfg, env, stop, ticks)
+        if supervisor is not None:
+            # Process-supervisor mode: signals go to the child, so no SIGHUP or edit reloads
+            # the config; a restart of kv2render applies a change (KV2-INV-475).
+            path = None
         pid_file.write()  # a WriteError stops the start, as in Vault Agent
         if lock.held:
             remove_leftover_temp_files(cfg)
