@@ -344,3 +344,69 @@ def test_exit_on_retry_failure_stops_the_child_and_exits_with_the_error(
     run.sup.after_pass(run.secrets(db={"user": "x"}), {})
     assert run.exits == [5] and run.sup.exit_code == 5
     assert lines(run.log)[-1] == f"TERM {pid}"
+
+
+# --------------------------------------------------------------------------------------------
+# The whole daemon (python -m kv2render) with the dev server
+
+
+def _daemon_config(tmp_path: Path, srv: Any, script: str) -> Path:
+    from tests.integration.cli_helpers import write_config
+
+    return write_config(
+        tmp_path,
+        {
+            "vault": {"address": srv.url, "retry": {"num_retries": 0}},
+            "template_config": {"static_secret_render_interval": "1s"},
+            "env_template": {"DB_PASSWORD": {"contents": DB}},
+            "exec": {"command": ["/bin/sh", "-c", script]},
+        },
+    )
+
+
+def test_before_the_child_starts_sigterm_stops_kv2render(tmp_path: Path, dev_server: Any) -> None:
+    """KV2-INV-475, KV2-FC-471: while the variable cannot render (missing key) no child
+    runs; SIGHUP reloads nothing (this mode does not reload), SIGTERM stops kv2render (0)."""
+    from tests.integration.cli_helpers import DaemonProcess
+
+    dev_server.put("app/db", {"user": "app"})
+    log = tmp_path / "child.log"
+    config = _daemon_config(tmp_path, dev_server, RECORDER)
+    daemon = DaemonProcess(
+        config, tmp_path / "logs", env={"VAULT_TOKEN": dev_server.root_token, "LOG": str(log)}
+    )
+    try:
+        wait_for(lambda: "env_template.DB_PASSWORD" in daemon.log(), "the render error")
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: "no config file to reload" in daemon.log(), "SIGHUP handled")
+        assert daemon.alive()
+        code = daemon.stop()
+    finally:
+        daemon.close()
+    assert code == 0, daemon.log()
+    assert lines(log) == []
+
+
+def test_the_daemon_starts_the_child_after_the_secret_appears(
+    tmp_path: Path, dev_server: Any
+) -> None:
+    """KV2-AC-470, KV2-AC-478: the child starts once the key is there (next poll), gets
+    a forwarded SIGHUP, and its exit code (5 on SIGTERM) is kv2render's."""
+    from tests.integration.cli_helpers import DaemonProcess
+
+    dev_server.put("app/db", {"user": "app"})
+    log = tmp_path / "child.log"
+    config = _daemon_config(tmp_path, dev_server, RECORDER)
+    env = {"VAULT_TOKEN": dev_server.root_token, "LOG": str(log)}
+    daemon = DaemonProcess(config, tmp_path / "logs", env=env)
+    try:
+        wait_for(lambda: "env_template.DB_PASSWORD" in daemon.log(), "the render error")
+        dev_server.put("app/db", {"password": "pw"})
+        wait_for(lambda: lines(log), "the child's start")
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: any(line.startswith("HUP") for line in lines(log)), "forwarded HUP")
+        code = daemon.stop()
+    finally:
+        daemon.close()
+    assert code == 5, daemon.log()
+    assert [line.split()[0] for line in lines(log)] == ["start", "HUP", "TERM"]
