@@ -60,6 +60,9 @@ def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
 
     disable_core_dumps()  # KV2-INV-380: before the first login, so no token is ever dumped
     prepared = runner.prepare(cfg)
+    if cfg.exec is not None:
+        # KV2-INV-478: as Vault Agent, a one-shot run starts no supervised child.
+        log.info("exec: %s is not run with --once or exit_after_auth", cfg.exec.command[0])
     warn_transport(cfg.vault)
     _once_cleanup(cfg)
     pid_file = None
@@ -113,6 +116,7 @@ def check(config_path: str, *, fmt: str = "text") -> int:
     raise_all([*checked.problems, *template_problems])
     cfg = checked.config
     assert cfg is not None  # no problem: the config was built
+    prepared += _check_env_templates(cfg)
     warnings = offline_warnings(cfg)
     warn_transport(cfg.vault)
     for item in prepared:
@@ -122,13 +126,14 @@ def check(config_path: str, *, fmt: str = "text") -> int:
             {
                 "event": "check",
                 "template": item.spec.where,
-                "destination": str(item.spec.destination),
+                "destination": None if _env_name(item.spec) else str(item.spec.destination),
+                "env": _env_name(item.spec),
                 "syntax": "ref" if item.spec.ref is not None else item.spec.syntax,
                 "reads": refs,
                 "dynamic": list(item.dynamic),
             },
             fmt,
-            f"{item.spec.where}: {item.spec.destination} <- {shown}",
+            f"{item.spec.where}: {_target(item.spec)} <- {shown}",
         )
         for where in item.dynamic:
             # KV2-AC-393: a path computed while rendering is known only then (KV2-INV-390).
@@ -144,18 +149,52 @@ def check(config_path: str, *, fmt: str = "text") -> int:
         {
             "event": "check",
             "valid": True,
-            "templates": len(prepared),
+            "templates": len(cfg.templates),
+            "env_templates": len(cfg.env_templates),
             "unique_secrets": len(unique),
             "auth": auth_source(cfg.auth),
             "warnings": len(warnings) + len(transport_warnings(cfg.vault)),
             "dynamic_paths": dynamic,
         },
         fmt,
-        f"config OK: {count(len(prepared), 'template')}, {count(len(unique), 'unique secret')}"
+        f"config OK: {count(len(cfg.templates), 'template')}, "
+        + (f"{count(len(cfg.env_templates), 'env template')}, " if cfg.exec is not None else "")
+        + f"{count(len(unique), 'unique secret')}"
         + (f" (+ {dynamic} computed while rendering)" if dynamic else "")
         + f", auth {auth_source(cfg.auth)}, address {cfg.vault.address}",
     )
     return 0
+
+
+def _check_env_templates(cfg: Config) -> list[runner.PreparedTemplate]:
+    """Process-supervisor mode: compile every env template too (KV2-INV-470), all problems
+    in one run; ``check`` lists each as ``env_template.NAME: env NAME <- secrets``."""
+    if cfg.exec is None:
+        return []
+    from kv2render.daemon.supervisor import prepare_env
+
+    tc = cfg.template_config
+    items, problems = [], []
+    for env in cfg.env_templates:
+        try:
+            items.append(
+                prepare_env(
+                    env, max_output_bytes=tc.max_output_bytes, render_timeout=tc.render_timeout
+                )
+            )
+        except ConfigError as exc:
+            problems.append(exc)
+    raise_all(problems)
+    return items
+
+
+def _env_name(spec: Any) -> str | None:
+    return getattr(spec, "env_name", None) or None
+
+
+def _target(spec: Any) -> str:
+    env_name = _env_name(spec)
+    return f"env {env_name}" if env_name else str(spec.destination)
 
 
 def offline_warnings(cfg: Config) -> list[str]:

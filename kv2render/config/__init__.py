@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from kv2render.config.supervise import EnvTemplateSpec, ExecSpec
 from kv2render.config.values import kind_of, parse_duration
 from kv2render.errors import ConfigError
 from kv2render.refs import SecretRef
@@ -56,6 +57,8 @@ __all__ = [
     "AuthSettings",
     "AuthType",
     "Config",
+    "EnvTemplateSpec",
+    "ExecSpec",
     "TemplateConfig",
     "TemplateSpec",
     "VaultSettings",
@@ -175,6 +178,10 @@ class Config:
     # 0 means none (only vault.retry.num_retries bounds the retries). Not used by the daemon.
     once_timeout: float = 60.0
     metrics: MetricsSettings | None = None
+    # Process-supervisor mode (issue 16, KV2-INV-470): variables rendered in memory for the
+    # child that ``exec`` runs; both empty/None otherwise (config/supervise.py).
+    env_templates: tuple[EnvTemplateSpec, ...] = ()
+    exec: ExecSpec | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,6 +323,17 @@ def describe(config: Config) -> dict[str, Any]:
         "exit_after_auth": config.exit_after_auth,
         "once_timeout": config.once_timeout,
         "metrics": None if config.metrics is None else {"address": config.metrics.address},
+        "env_templates": [
+            {"name": e.name, "source": _opt_str(e.source), "syntax": e.syntax}
+            for e in config.env_templates
+        ],
+        "exec": None
+        if config.exec is None
+        else {
+            "program": config.exec.command[0],
+            "restart_on_secret_changes": config.exec.restart_on_secret_changes,
+            "restart_stop_signal": config.exec.stop_signal_name,
+        },
     }
 
 

@@ -17,7 +17,7 @@ Which files are Vault Agent configs (the documented rule):
 - a ``.hcl`` file, always (kv2render's own format is YAML or JSON);
 - a ``.json`` file whose name ends in ``.agent.json``;
 - any other ``.json`` file showing a shape only Vault Agent's HCL-as-JSON gives: a
-  stanza kv2render does not have (``listener``, ``cache``, ``env_template``, ...),
+  stanza kv2render does not have (``listener``, ``cache``, ``telemetry``, ...),
   ``auto_auth.sink``, a ``vault``/``auto_auth``/``template_config``/``method`` block
   written as a one-item list, a single ``template`` object, or a template key only the
   agent knows (``exec``, ``wait``, ``error_fatal``, ``sandbox_path``).
@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from kv2render.config.listener import metrics_listener
+from kv2render.config.supervise import agent_defaults
 from kv2render.config.values import Section, kind_of
 from kv2render.errors import ConfigError
 
@@ -58,11 +59,8 @@ log = logging.getLogger("kv2render.config")
 AGENT_JSON_SUFFIX = ".agent.json"
 
 # Stanzas whose absence would change what is rendered or written: refused (KV2-FC-251).
+# env_template/exec (process-supervisor mode) are kv2render vocabulary since issue 16.
 _REFUSED = {
-    "env_template": "process-supervisor mode (secrets in a child's environment) is not "
-    "supported; render a file with a template stanza instead",
-    "exec": "process-supervisor mode is not supported; start the program yourself and use "
-    "template exec/command to reload it",
     "auto_auth.sink": "kv2render never writes tokens to disk (it keeps its token in memory); "
     "remove the sink, and give programs rendered files instead of a token",
 }
@@ -198,6 +196,10 @@ def normalize(tree: Mapping[str, Any], path: Path, *, reason: str | None = None)
         if not isinstance(item, dict):
             continue  # config_build reports the bad entry with its position
         _normalize_template(item, f"template[{index}]", hcl, found)
+    # Process-supervisor mode (KV2-INV-472): env templates get the agent's defaults too.
+    for where in agent_defaults(out):
+        found.lenient.append(where)
+        found.changes.append((f"{where}.error_on_missing_key", "false, Vault Agent's default"))
     return AgentTree(out, _notices(path, reason, found), tuple(found.changes))
 
 
@@ -288,7 +290,7 @@ def _notices(path: Path, reason: str | None, found: _Found) -> tuple[Notice, ...
 
 
 def _refuse(tree: dict[str, Any]) -> None:
-    found: list[str] = [key for key in ("env_template", "exec") if key in tree]
+    found: list[str] = []
     auto_auth = tree.get("auto_auth")
     if isinstance(auto_auth, dict) and "sink" in auto_auth:
         found.append("auto_auth.sink")

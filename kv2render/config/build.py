@@ -24,6 +24,7 @@ from kv2render.config import (
     VaultSettings,
 )
 from kv2render.config.sources import env_lookup
+from kv2render.config.supervise import supervisor_settings
 from kv2render.config.values import (
     Section,
     as_address,
@@ -55,6 +56,8 @@ _TOP_KEYS = (
     "exit_after_auth",
     "once_timeout",
     "metrics",
+    "env_template",
+    "exec",
 )
 _VAULT_KEYS = (
     "address",
@@ -186,13 +189,18 @@ def build_checked(
     template_config = attempt(
         lambda: _template_config(top.section("template_config", _TEMPLATE_CONFIG_KEYS))
     )
-    templates = _templates(top, base, None if vault is None else vault.address, problems)
+    # Process-supervisor mode (KV2-INV-470): env templates replace file templates.
+    supervised = top.has("env_template") or top.has("exec")
+    templates = _templates(
+        top, base, None if vault is None else vault.address, problems, optional=supervised
+    )
+    supervisor = attempt(lambda: supervisor_settings(top, base, bool(top.get("template"))))
     status_file = attempt(lambda: top.opt("status_file", as_path, base))
     pid_file = attempt(lambda: top.opt("pid_file", as_path, base))
     exit_after_auth = attempt(lambda: bool(top.opt("exit_after_auth", as_bool)))
     once_timeout = attempt(lambda: _once_timeout(top))
     metrics = attempt(lambda: _metrics(top))
-    if problems or vault is None or auth is None or template_config is None:
+    if problems or vault is None or auth is None or template_config is None or supervisor is None:
         return Checked(None, tuple(flatten(problems)), templates)
     config = Config(
         path=config_path,
@@ -205,6 +213,8 @@ def build_checked(
         exit_after_auth=bool(exit_after_auth),
         once_timeout=Config.once_timeout if once_timeout is None else once_timeout,
         metrics=metrics,
+        env_templates=supervisor[0],
+        exec=supervisor[1],
     )
     return Checked(config, (), templates)
 
@@ -401,10 +411,17 @@ def _template_config(sec: Section) -> TemplateConfig:
 
 
 def _templates(
-    top: Section, base: Path, address: str | None, problems: list[ConfigError]
+    top: Section,
+    base: Path,
+    address: str | None,
+    problems: list[ConfigError],
+    *,
+    optional: bool = False,
 ) -> tuple[TemplateSpec, ...]:
     """The valid template entries; each invalid one adds its problem to ``problems``."""
     raw = top.get("template")
+    if optional and (raw is None or raw == []):
+        return ()
     if raw is None or raw == []:
         problems.append(
             ConfigError(

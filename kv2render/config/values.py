@@ -23,8 +23,9 @@ UNSUPPORTED = {
     "listener": "write 'metrics: {address: 127.0.0.1:9102}' for the metrics/health listener",
     "api_proxy": "kv2render has no API proxy; remove it",
     "telemetry": "metrics are Prometheus, served when 'metrics:' is set; remove it",
-    "env_template": "process-supervisor mode is not supported; render a file instead",
-    "exec": "process-supervisor mode is not supported; use template.command",
+    # In a template: the agent's exec {command, timeout} is command/command_timeout here.
+    "exec": "in a template, use command and command_timeout; a top-level exec block runs "
+    "a supervised program (process-supervisor mode)",
     "wrap_ttl": "response-wrapped tokens are not supported",
     "wait": "quiescence timers are not supported yet",
     "sandbox_path": "consul-template's file function is not supported",

@@ -169,6 +169,21 @@ class _Template:
 RunCommands = Callable[[Sequence[RenderResult]], tuple[CommandResult, ...]]
 
 
+class PassHook(Protocol):
+    """More secrets to poll, and what to do with them after each pass (the process
+    supervisor, daemon/supervisor.py, KV2-INV-471). The loop reads and caches them as its
+    templates' secrets; the hook gets the cache and this pass's read errors."""
+
+    @property
+    def locations(self) -> frozenset[SecretLocation]: ...
+
+    def after_pass(
+        self,
+        secrets: Mapping[SecretLocation, SecretVersion],
+        errors: Mapping[SecretLocation, Kv2RenderError],
+    ) -> None: ...
+
+
 class Daemon:
     """The render loop. Single-threaded; every wait goes through ``ticks.wait``."""
 
@@ -192,7 +207,9 @@ class Daemon:
         status_file: StatusFile | None = None,
         on_watch: Callable[[frozenset[Path]], None] | None = None,
         metrics: NullRecorder | None = None,
+        pass_hook: PassHook | None = None,
     ) -> None:
+        self._hook = pass_hook
         self.cfg = cfg
         self.ticks = ticks
         self.stop = stop
@@ -486,7 +503,8 @@ class Daemon:
     # -- one pass ---------------------------------------------------------------------------
 
     def _locations(self) -> set[SecretLocation]:
-        return {loc for t in self.templates for loc in t.locations}
+        hooked = self._hook.locations if self._hook is not None else frozenset()
+        return {loc for t in self.templates for loc in t.locations} | hooked
 
     def _pass(self, now: float) -> None:
         due_templates = [
@@ -497,6 +515,8 @@ class Daemon:
         for t in due_templates:
             # Pinned versions never change: read once and cached (issue 5).
             need |= {loc for loc in t.locations if loc.version is None or loc not in self._cache}
+        if self._hook is not None:  # pinned versions are read once, as for templates
+            need |= {loc for loc in self._hook.locations if loc not in self._cache}
         if not need and not due_templates:
             if not latest and self._last_poll_ok is None:
                 self._last_poll_ok = self.wall()  # pinned only: nothing can go stale
@@ -531,6 +551,8 @@ class Daemon:
             or (t.error is not None and t.locations & ok and self._readable(t, ok))
         ]
         self._render(todo, errors, now, started)
+        if self._hook is not None:
+            self._hook.after_pass(self._cache, errors)
         self.passes += 1
         unchanged = len(fetched) - len(changed) - len(errors)
         log.debug(

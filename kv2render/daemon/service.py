@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kv2render.config import Config
 from kv2render.daemon.loop import (
@@ -34,6 +34,9 @@ from kv2render.daemon.loop import (
 )
 from kv2render.daemon.metrics import HEALTH_GRACE
 from kv2render.daemon.notify import Notifier
+
+if TYPE_CHECKING:
+    from kv2render.daemon.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +179,13 @@ def run(
         return config_mod.load(path, overrides=dict(overrides or {}))
 
     listener = None
+    supervisor: Supervisor | None = None
     try:
+        supervisor = _supervisor(cfg, env, stop, ticks)
+        if supervisor is not None:
+            # Process-supervisor mode: signals go to the child, so no SIGHUP or edit reloads
+            # the config; a restart of kv2render applies a change (KV2-INV-475).
+            path = None
         pid_file.write()  # a WriteError stops the start, as in Vault Agent
         if lock.held:
             remove_leftover_temp_files(cfg)
@@ -191,14 +200,50 @@ def run(
             notifier=notifier,
             on_watch=watcher.update,
             metrics=recorder,
+            pass_hook=supervisor,
         )
-        return supervise(daemon, ticks=ticks, stop=stop, notifier=notifier)
+        code = supervise(
+            daemon,
+            ticks=ticks,
+            stop=stop,
+            notifier=notifier,
+            forward=None if supervisor is None else supervisor.forward,
+        )
+        if supervisor is not None and supervisor.exit_code is not None:
+            return supervisor.exit_code  # KV2-INV-478: the child's exit code is ours
+        return code
     finally:
         if listener is not None:
             listener.close()
+        if supervisor is not None:
+            supervisor.close()
         watcher.close()
         lock.release()
         pid_file.remove()
+
+
+def _supervisor(
+    cfg: Config, env: Mapping[str, str] | None, stop: threading.Event, ticks: QueueTicks
+) -> Supervisor | None:
+    """The process supervisor when the config has an exec block; the child's exit stops
+    the loop, and ``run`` then returns the child's code."""
+    if cfg.exec is None:
+        return None
+    from kv2render.daemon.supervisor import Supervisor
+
+    def child_exited(_code: int) -> None:
+        stop.set()
+        ticks.put(None)
+
+    return Supervisor(
+        cfg.exec,
+        cfg.env_templates,
+        base_env=os.environ if env is None else env,
+        on_exit=child_exited,
+        max_output_bytes=cfg.template_config.max_output_bytes,
+        render_timeout=cfg.template_config.render_timeout,
+        exit_on_failure=cfg.template_config.exit_on_retry_failure,
+    )
 
 
 def start_metrics(cfg: Config) -> tuple[Any, Any]:
@@ -227,14 +272,15 @@ def health_grace(cfg: Config) -> float:
     return max(HEALTH_GRACE, (retries + 1) * cfg.vault.timeout + retries * 60.0)
 
 
-def _install_signals(fd: int) -> tuple[int | None, dict[int, Any]]:
-    """Route SIGTERM/SIGINT/SIGHUP to ``fd``; (None, {}) outside the main thread."""
+def _install_signals(fd: int, extra: tuple[int, ...] = ()) -> tuple[int | None, dict[int, Any]]:
+    """Route SIGTERM/SIGINT/SIGHUP (and ``extra``) to ``fd``; (None, {}) outside the main
+    thread."""
     import signal
 
     previous: dict[int, Any] = {}
     try:
         old = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, *extra):
             previous[sig] = signal.signal(sig, lambda *_: None)
     except ValueError:  # not the main thread (an in-process test): no signal handling
         return None, {}
@@ -257,8 +303,12 @@ def _wait_for_signal(
     ticks: QueueTicks,
     notifier: Notifier,
     clock: Callable[[], float],
+    forward: Callable[[int], bool] | None = None,
 ) -> str | None:
-    """Block until a stop signal ("SIGTERM"/"SIGINT") or the worker ends (None)."""
+    """Block until a stop signal ("SIGTERM"/"SIGINT") or the worker ends (None).
+
+    With ``forward`` (process-supervisor mode), a signal goes to the child instead when
+    one runs; the child's exit then ends the worker (KV2-INV-475)."""
     import select
     import signal
 
@@ -285,6 +335,8 @@ def _wait_for_signal(
                 # without a timeout would then wait for ever (exit_on_err hung, measured).
                 worker.join(timeout=STOP_GRACE)
                 return None
+            if forward is not None and forward(number):
+                continue
             if number in (signal.SIGTERM, signal.SIGINT):
                 return signal.Signals(number).name
             if number == signal.SIGHUP:
@@ -300,6 +352,7 @@ def supervise(
     stop: threading.Event,
     notifier: Notifier,
     clock: Callable[[], float] = time.monotonic,
+    forward: Callable[[int], bool] | None = None,
 ) -> int:
     """Run ``daemon`` in a worker thread; the main thread turns signals into events.
 
@@ -327,11 +380,16 @@ def supervise(
             except OSError:
                 pass
 
-    old, previous = _install_signals(wake_w.fileno())
+    extra: tuple[int, ...] = ()
+    if forward is not None:
+        from kv2render.daemon.supervisor import forwarded_signals
+
+        extra = forwarded_signals()
+    old, previous = _install_signals(wake_w.fileno(), extra)
     worker = threading.Thread(target=body, name="kv2render-loop", daemon=True)
     try:
         worker.start()
-        stopped_by = _wait_for_signal(worker, wake_r, ticks, notifier, clock)
+        stopped_by = _wait_for_signal(worker, wake_r, ticks, notifier, clock, forward)
         notifier.stopping()
         if stopped_by is None:
             daemon.close()

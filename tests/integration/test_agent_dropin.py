@@ -139,7 +139,8 @@ def test_error_on_missing_key_true_fails_the_render(agent_server: DevServer, wor
 
 
 def test_refused_stanzas_fail_check_with_one_message(workdir: Path) -> None:
-    """KV2-AC-264, KV2-FC-251: env_template and sink fail with exit 2, named together."""
+    """KV2-AC-264, KV2-FC-251: a sink fails with exit 2 and its reason; env_template is no
+    longer refused (process-supervisor mode, KV2-INV-470), so only the sink is named."""
     path = workdir / "agent.hcl"
     path.write_text(
         'vault {\n  address = "https://vault.example:8200"\n}\n'
@@ -153,7 +154,8 @@ def test_refused_stanzas_fail_check_with_one_message(workdir: Path) -> None:
     result = run_cli(["check", "--config", str(path)])
     assert result.code == 2
     lines = [line for line in result.text.splitlines() if "not supported by kv2render" in line]
-    assert len(lines) == 1 and "env_template, auto_auth.sink" in lines[0]
+    assert len(lines) == 1 and "auto_auth.sink: not supported" in lines[0]
+    assert "env_template" not in lines[0]
     assert "never writes tokens to disk" in lines[0]
 
 

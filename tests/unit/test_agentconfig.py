@@ -113,8 +113,9 @@ def test_agent_reason_says_why(workdir: Path) -> None:
 
 
 def test_refused_stanzas_are_named_in_one_error(workdir: Path) -> None:
-    """KV2-FC-251, KV2-AC-264: env_template, exec and auto_auth.sink would change what is
-    written: one error (exit 2) names all three with their reasons."""
+    """KV2-FC-251, KV2-AC-264: auto_auth.sink would change what is written: an error
+    (exit 2) with its reason. env_template and exec are process-supervisor mode now
+    (KV2-INV-470): read, not refused."""
     text = hcl(
         f"""
 auto_auth {{
@@ -137,8 +138,8 @@ exec {{
         load_agent(workdir, "agent.hcl", text)
     err = info.value
     assert err.exit_code == 2
-    assert str(err).startswith("env_template, exec, auto_auth.sink: not supported by kv2render")
-    assert "never writes tokens to disk" in str(err) and "process-supervisor" in str(err)
+    assert str(err).startswith("auto_auth.sink: not supported by kv2render")
+    assert "never writes tokens to disk" in str(err) and "env_template" not in str(err)
     assert SENTINEL not in str(err)
 
 

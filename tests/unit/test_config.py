@@ -204,8 +204,9 @@ template {{
     assert any("template[1]: no perms set; writing 0600" in m for m in messages)  # KV2-AC-265
 
 
-def test_hcl_agent_sink_and_env_template_are_errors(workdir: Path) -> None:
-    """KV2-FC-251, KV2-AC-264: stanzas that would change what is written fail, with a reason."""
+def test_hcl_agent_env_template_without_exec_is_an_error(workdir: Path) -> None:
+    """KV2-FC-472: an env_template without the exec block that would receive it fails,
+    as in OpenBao Agent ("a top-level 'exec' element must be specified")."""
     text = f"""
 vault {{
   address = "{ADDR}"
@@ -215,7 +216,7 @@ env_template "DB" {{
 }}
 """
     err = load_error(workdir, text, name="agent.hcl")
-    assert str(err).startswith("env_template: not supported by kv2render")
+    assert str(err).startswith("env_template: needs a top-level exec block")
 
 
 def test_invalid_hcl_is_a_config_error_without_the_text(workdir: Path) -> None:
