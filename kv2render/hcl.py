@@ -33,6 +33,8 @@ __all__ = ["MAX_DEPTH", "MAX_VALUES", "HclError", "loads"]
 MAX_DEPTH = 100  # blocks, lists and objects inside each other; a real agent config nests 4
 MAX_VALUES = 1_000_000  # as config_sources._MAX_VALUES: a real config has a few thousand
 
+_INLINE = re.compile(r"[ \t\r]*")  # white space that does not end the line
+_BLANK = re.compile(r"[ \t\r\n]*")  # white space, no comments
 _SPACE = re.compile(r"(?:[ \t\r\n]+|#[^\n]*|//[^\n]*|/\*.*?\*/)*", re.DOTALL)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
@@ -43,6 +45,7 @@ _HEX4 = re.compile(r"[0-9A-Fa-f]{4}")
 _HEX8 = re.compile(r"[0-9A-Fa-f]{8}")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 _ESCAPE_HINT = 'HCL knows \\n \\r \\t \\" \\\\ \\uNNNN and \\UNNNNNNNN; write \\\\ for a backslash'
+_LINES = "text over several lines is a heredoc (<<EOT)"
 _VALUE_HINT = (
     "a value is a quoted string, a heredoc, a number, true, false, null, a list or an object; "
     "HCL expressions (names, arithmetic, functions) are not read in agent configs"
@@ -90,6 +93,14 @@ class _Parser:
             raise self.error("a /* comment is never closed", pos)
         return pos
 
+    def inline(self, pos: int, message: str, hint: str | None = None) -> int:
+        """Past spaces and tabs to something on this line, else ``message`` (HCL is line-based:
+        a lost ``#`` must not turn a comment into labels that swallow the next block)."""
+        pos = _INLINE.match(self.text, pos).end()  # type: ignore[union-attr]  # matches empty
+        if pos >= len(self.text) or self.text[pos] in "\n#" or self.text.startswith("//", pos):
+            raise self.error(message, pos, hint=hint)
+        return pos
+
     def count(self, pos: int) -> None:
         self.values += 1
         if self.values > MAX_VALUES:
@@ -128,12 +139,19 @@ class _Parser:
                     hint='attributes are `name = value`, blocks `type "label" { ... }`',
                 )
             name, start = match.group(), pos
-            pos = self.skip(match.end())
+            brace = _BLANK.match(text, match.end()).end()  # type: ignore[union-attr]
+            if text.startswith("{", brace):
+                pos = brace  # `vault` then `{` on the next line: a block, as Vault reads it
+            else:
+                pos = self.inline(
+                    match.end(), "a name must be followed on its line by '=' or a block's '{'"
+                )
             if text.startswith("=", pos):
                 if name in kinds:
                     raise self._duplicate(name, kinds[name], "an attribute", start)
                 kinds[name] = "an attribute"
-                out[name], pos = self.value(self.skip(pos + 1), depth)
+                pos = self.inline(pos + 1, "a value must start on the line of its name", _LINES)
+                out[name], pos = self.value(pos, depth)
             else:
                 block, pos = self.block(pos, depth)
                 if kinds.get(name, "a block") != "a block":
@@ -153,28 +171,30 @@ class _Parser:
         return self.error(what, pos, hint=hint)
 
     def block(self, pos: int, depth: int) -> tuple[Any, int]:
-        """``"label" ... { body }`` after the block type: labels nest as one-key mappings."""
+        """``"label" ... { body }`` after the block type: labels nest as one-key mappings.
+        The labels are on the type's line; the ``{`` may open the next one (C style)."""
         text = self.text
         labels: list[str] = []
-        while pos < len(text) and text[pos] != "{":
+        while True:
+            if text[pos] == "{":
+                break
             if text[pos] == '"':
                 label, pos = self.string(pos)
-            else:
-                match = _IDENT.match(text, pos)
-                if match is None:
-                    raise self.error(
-                        "expected '=' after an attribute name, or a label or '{' after a "
-                        "block type",
-                        pos,
-                    )
+            elif match := _IDENT.match(text, pos):
                 label, pos = match.group(), match.end()
+            else:
+                raise self.error("expected '=' after a name, or a block's labels and '{'", pos)
             labels.append(label)
-            pos = self.skip(pos)
-        if pos >= len(text):
-            raise self.error("the file ends before the block's '{'", pos)
-        self.check_depth(depth + 1, pos)
+            pos = _INLINE.match(text, pos).end()  # type: ignore[union-attr]  # matches empty
+            brace = _BLANK.match(text, pos).end()  # type: ignore[union-attr]  # matches empty
+            if text.startswith("{", brace):
+                pos = brace
+            elif pos >= len(text) or text[pos] == "\n" or text.startswith(("#", "//"), pos):
+                raise self.error("a block's labels and '{' must be on the line of its type", pos)
+        depth += 1 + len(labels)  # each label nests one more mapping
+        self.check_depth(depth, pos)
         self.count(pos)
-        body, end = self.body(self.skip(pos + 1), depth + 1)
+        body, end = self.body(self.skip(pos + 1), depth)
         if end >= len(text):
             raise self.error("this block's '{' is never closed", pos, hint="add the '}'")
         tree: Any = body
@@ -263,12 +283,13 @@ class _Parser:
                         hint="objects are { key = value, ... }",
                     )
                 key, pos = match.group(), match.end()
-            pos = self.skip(pos)
-            if pos >= len(text) or text[pos] not in "=:":
+            pos = self.inline(pos, "an object key must be followed on its line by '='")
+            if text[pos] not in "=:":
                 raise self.error("expected '=' or ':' after an object key", pos)
             if key in out:
                 raise self.error(f"the object key '{key}' is set twice", start, hint="keep one")
-            out[key], pos = self.value(self.skip(pos + 1), depth)
+            pos = self.inline(pos + 1, "a value must start on the line of its key", _LINES)
+            out[key], pos = self.value(pos, depth)
             pos = self.skip(pos)
             if text.startswith(",", pos):
                 pos = self.skip(pos + 1)
@@ -294,13 +315,19 @@ class _Parser:
                 decoded, pos = self.escape(pos)
                 parts.append(decoded)
             elif char == "$":
-                if text.startswith("${", pos) or text.startswith("$${", pos):
+                if text.startswith("${", pos):
                     # Vault Agent reads ${...} as text (its HCL 1 does not interpolate);
                     # kept verbatim, as python-hcl2 kept the ones it did not reformat.
-                    skip = 2 if text[pos + 1] == "$" else 1
-                    end = self.template(pos + skip, opened)
+                    end = self.template(pos + 1, opened)
                     parts.append(text[pos:end])
                     pos = end
+                elif text.startswith("$${", pos):
+                    # HCL's escaped ${: verbatim up to the first }, as python-hcl2 read it.
+                    end = text.find("}", pos)
+                    if end < 0 or "\n" in text[pos:end]:
+                        raise self._unclosed_template(opened)
+                    parts.append(text[pos : end + 1])
+                    pos = end + 1
                 else:
                     parts.append("$")
                     pos += 1
@@ -352,10 +379,13 @@ class _Parser:
                 if depth == 0:
                     return pos + 1
             pos += 1
-        raise self.error(
+        raise self._unclosed_template(opened)
+
+    def _unclosed_template(self, opened: int) -> HclError:
+        return self.error(
             "a ${ in this quoted string is not closed on its line",
             opened,
-            hint="close it with }, or write a literal $ followed by { some other way",
+            hint="close it with }, or write the $ as \\u0024",
         )
 
     def heredoc(self, pos: int) -> tuple[str, int]:
