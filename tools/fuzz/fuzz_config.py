@@ -26,6 +26,7 @@ with atheris.instrument_imports():
         config_build,
         config_sources,
         config_values,
+        hcl,
         refs,
     )
     from kv2render.config import load
