@@ -414,6 +414,14 @@ def test_brace_on_the_next_line_opens_the_block() -> None:
     assert _oracle(text) == {"listener": [{"tcp": {"\n": {"a": 1}}}], "vault": [{"\n": {}}]}
 
 
+def test_a_quoted_string_that_looks_like_a_heredoc_is_kept() -> None:
+    """KV2-AC-237: a bug of the old heredoc pass, fixed: it rewrote any string value shaped
+    like ``<<EOT\\n...EOT``, quoted ones included, so ``"<<EOT\\nx\\nEOT"`` became ``x\\n``."""
+    text = 'a = "<<EOT\\nbody\\nEOT"\n'
+    assert hcl.loads(text) == {"a": "<<EOT\nbody\nEOT"}
+    assert _oracle(text) == {"a": "body\n"}
+
+
 def test_templates_in_strings_are_kept_verbatim() -> None:
     """KV2-AC-237: ``${...}`` and ``%{...}`` are text to Vault Agent (its HCL 1 does not
     interpolate), kept byte for byte; python-hcl2 reformatted their spacing. Escapes inside
