@@ -111,16 +111,38 @@ def test_every_import_is_stdlib_declared_or_a_guarded_extra() -> None:
             )
     assert not problems, "\n".join(problems)
     # the walk really saw the package's third-party imports (a broken walk must not pass)
-    assert {"hvac", "jinja2", "yaml", "hcl2", "requests", "urllib3"} <= seen_third_party
+    assert {"hvac", "jinja2", "yaml", "requests", "urllib3"} <= seen_third_party
 
 
 def test_function_level_imports_are_walked() -> None:
-    """KV2-NFR-300: the lazy ``import hcl2`` inside a function is among the imports seen."""
-    hits = [(rel, top) for rel, _line, top, _g in _imports() if top == "hcl2"]
-    assert hits, "the lazy hcl2 import was not found: the walk misses function-level imports"
+    """KV2-NFR-300: the lazy ``import yaml`` inside ``config_sources._load_yaml`` (PyYAML is
+    imported only for YAML configs, KV2-NFR-238) is among the imports seen."""
+    rel = "kv2render/config/sources.py"
+    tree = ast.parse((REPO / rel).read_text(encoding="utf-8"))
+    (function,) = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name == "_load_yaml"
+    ]
+    lines = {
+        node.lineno
+        for node in ast.walk(function)
+        if isinstance(node, ast.Import) and [a.name for a in node.names] == ["yaml"]
+    }
+    assert lines, "_load_yaml no longer imports yaml itself: pick another function-level import"
+    hits = {line for path, line, top, _g in _imports() if path == rel and top == "yaml"}
+    assert lines <= hits, "the walk misses function-level imports"
 
 
-@pytest.mark.parametrize("module", ["hcl2", "requests", "urllib3", "certifi"])
+def test_hcl_needs_no_third_party_parser() -> None:
+    """KV2-NFR-237: HCL is read by kv2render/hcl.py; python-hcl2 (lark) is a test dependency
+    only (the oracle of tests/unit/test_hcl.py), never imported by the package."""
+    core, extras = _declared()
+    assert "python-hcl2" not in core and "python-hcl2" not in extras
+    assert not [(rel, line) for rel, line, top, _g in _imports() if top in ("hcl2", "lark")]
+
+
+@pytest.mark.parametrize("module", ["yaml", "requests", "urllib3", "certifi"])
 def test_runtime_modules_are_direct_dependencies(module: str) -> None:
     """KV2-NFR-300: modules the package imports directly are declared directly."""
     core, _extras = _declared()

@@ -31,19 +31,21 @@ without ``perms`` is written 0600, not 0644, said once at start.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from kv2render.config.listener import metrics_listener
 from kv2render.config.supervise import agent_defaults
 from kv2render.config.values import Section, kind_of
 from kv2render.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "AgentTree",
@@ -345,8 +347,9 @@ def _agent_perms(item: dict[str, Any], *, hcl: bool) -> bool:
     if hcl and isinstance(perms, int) and not isinstance(perms, bool):
         digits = str(perms)
         if set(digits) <= set("01234567"):
-            # Vault's HCL parser reads `perms = 0640` as octal; python-hcl2 hands us the
-            # integer 640, so its digits are the octal mode the user wrote.
+            # Vault's HCL parser reads `perms = 0640` as octal; kv2render.config.hcl (like
+            # python-hcl2 before it) hands us the integer 640, so its digits are the octal
+            # mode the user wrote.
             item["perms"] = "0" + digits
     return False
 
@@ -391,21 +394,28 @@ def convert_config(path: str | os.PathLike[str]) -> str:
     return _to_yaml(converted, config_path)
 
 
-class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (template bodies) as literal blocks, readable and byte-exact."""
+@functools.cache
+def _dumper() -> type[yaml.SafeDumper]:
+    """Multi-line strings (template bodies) as literal blocks, readable and byte-exact.
+    Built on first use: only convert-config writes YAML (KV2-NFR-238)."""
+    import yaml
 
+    def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    class _Dumper(yaml.SafeDumper):
+        pass
 
-
-_Dumper.add_representer(str, _represent_str)
+    _Dumper.add_representer(str, represent_str)
+    return _Dumper
 
 
 def _dump(value: Any) -> str:
+    import yaml
+
     return yaml.dump(
-        value, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+        value, Dumper=_dumper(), sort_keys=False, default_flow_style=False, allow_unicode=True
     )
 
 

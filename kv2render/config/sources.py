@@ -7,19 +7,20 @@ passes in; nothing after ``load`` reads ``os.environ`` (STYLE.md convention 2).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from kv2render.config.values import as_address, as_int, join_key, show
 from kv2render.errors import ConfigError, InlineCredentialError
 from kv2render.redact import scrub_quoted
+
+if TYPE_CHECKING:
+    import yaml
 
 # One logger name for the whole config stage, whichever module of it speaks.
 log = logging.getLogger("kv2render.config")
@@ -159,16 +160,30 @@ def _no_duplicate_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-# libyaml's parser when PyYAML was built with it: the pure-Python one takes ~0.5 s on a
-# thousand-template config (benchmarks/run.py); the safe constructors are the same.
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+@functools.cache
+def _strict_loader() -> type[yaml.SafeLoader]:
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one).
 
+    Built on first use: PyYAML costs an HCL or JSON config's start-up ~10 ms for nothing
+    (KV2-NFR-238). libyaml's parser when PyYAML was built with it: the pure-Python one takes
+    ~0.5 s on a thousand-template config (benchmarks/run.py); the safe constructors are the
+    same."""
+    import yaml
 
-class _StrictLoader(_SafeLoader):  # type: ignore[valid-type,misc]
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class _StrictLoader(base):  # type: ignore[valid-type,misc]
+        pass
+
+    _StrictLoader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+    )
+    return _StrictLoader
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    import yaml
+
     seen: set[Any] = set()
     for key_node, _ in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
@@ -181,12 +196,11 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
     return loader.construct_mapping(node)
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def _load_yaml(text: str, path: Path) -> Any:
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as exc:
         raise ConfigError(f"duplicate key '{exc.key}'", where=f"{path}:{exc.line}") from None
     except _ComplexKey as exc:
@@ -210,50 +224,22 @@ def _load_yaml(text: str, path: Path) -> Any:
 
 def _load_hcl(text: str, path: Path) -> Any:
     """Vault Agent HCL, in the same tree shape as its JSON form (blocks are lists).
-    agentconfig then decides what each agent stanza becomes (KV2-FC-251)."""
-    import hcl2  # lazy: only HCL users pay for the parser
-    from hcl2.utils import SerializationOptions
+    agentconfig then decides what each agent stanza becomes (KV2-FC-251). kv2render's own
+    parser (kv2render/config/hcl.py, KV2-NFR-237): python-hcl2's lark grammar cost more start-up
+    time than the rest of an HCL ``--once``."""
+    from kv2render.config import hcl  # lazy: YAML and JSON users never import it
 
-    options = SerializationOptions(
-        with_comments=False,
-        explicit_blocks=False,
-        strip_string_quotes=True,
-        preserve_heredocs=True,  # see _heredocs
-    )
     try:
-        tree = hcl2.loads(text, serialization_options=options)
-    except Exception as exc:  # noqa: BLE001 - lark raises many types; their text quotes input
-        line = getattr(exc, "line", None)
-        where = f"{path}:{line}" if isinstance(line, int) else str(path)
-        raise ConfigError(f"invalid HCL ({type(exc).__name__})", where=where) from None
-    return _heredocs(tree)
-
-
-_HEREDOC = re.compile(r"<<(-?)([A-Za-z_][A-Za-z0-9_-]*)\n(.*?)[ \t]*\2\Z", re.DOTALL)
-
-
-def _heredocs(node: Any) -> Any:
-    """Heredoc strings as Vault Agent's HCL parser reads them.
-
-    python-hcl2 drops a heredoc's final newline unless asked to keep the raw text; HCL keeps
-    it (``<<EOT\nx\nEOT`` is ``"x\n"``), and a template's bytes depend on it (KV2-INV-256).
-    ``<<-`` also strips the lines' common leading whitespace."""
-    if isinstance(node, dict):
-        return {key: _heredocs(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_heredocs(item) for item in node]
-    if isinstance(node, str):
-        match = _HEREDOC.match(node)
-        if match is None:
-            return node
-        body = match.group(3)
-        if match.group(1):
-            lines = body.splitlines(keepends=True)
-            widths = [len(line) - len(line.lstrip(" \t")) for line in lines if line.strip()]
-            cut = min(widths, default=0)
-            body = "".join(line[cut:] if line.strip() else line.lstrip(" \t") for line in lines)
-        return body
-    return node
+        return hcl.loads(text)
+    except hcl.HclError as exc:
+        # The message and hint carry positions and fixed words only, never the text.
+        raise ConfigError(
+            f"invalid HCL (column {exc.column}): {exc.message}",
+            where=f"{path}:{exc.line}",
+            hint=exc.hint,
+        ) from None
+    except RecursionError:  # not reachable: hcl.MAX_DEPTH bounds the recursion
+        raise _too_deep(path) from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,13 +14,7 @@ from typing import Any
 from kv2render.devserver._time import parse_duration, rfc3339
 from kv2render.devserver.auth import Token, auth_block, entity_for, jwt_claims
 from kv2render.devserver.context import RouterContext
-from kv2render.devserver.protocol import (
-    OPENBAO,
-    UNSUPPORTED_OPERATION,
-    ApiError,
-    Reply,
-    Request,
-)
+from kv2render.devserver.protocol import OPENBAO, UNSUPPORTED_OPERATION, ApiError, Reply, Request
 from kv2render.devserver.state import State
 
 LoginHandler = Callable[[Request], Reply]

@@ -21,6 +21,8 @@ import atheris
 
 with atheris.instrument_imports():
     # load() imports its stages lazily: import them here so that they are instrumented.
+    from kv2render import refs  # noqa: F401
+    from kv2render.config import agent, build, hcl, sources, values  # noqa: F401
     from kv2render.config import load
     from kv2render.errors import Kv2RenderError
 

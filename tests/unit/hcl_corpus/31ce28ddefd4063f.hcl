@@ -1,0 +1,8 @@
+vault {
+  address = "https://vault.example:8200"
+}
+template {
+ contents = "a"
+ destination = "a"
+ perms = 0640
+}

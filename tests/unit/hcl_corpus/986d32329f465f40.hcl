@@ -1,0 +1,7 @@
+
+vault {
+  address = "https://vault.example:8200"
+}
+env_template "DB" {
+  contents = "x"
+}
