@@ -22,8 +22,7 @@ import atheris
 with atheris.instrument_imports():
     # load() imports its stages lazily: import them here so that they are instrumented.
     from kv2render import refs  # noqa: F401
-    from kv2render.config import agent, build, hcl, sources, values  # noqa: F401
-    from kv2render.config import load
+    from kv2render.config import agent, build, hcl, load, sources, values  # noqa: F401
     from kv2render.errors import Kv2RenderError
 
 logging.disable(logging.CRITICAL)  # load() warns about modes and defaults: noise at 1,000 exec/s
