@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kv2render.model import SecretVersion
 
-__all__ = ["REDACTED", "redact", "redactor", "scrub_engine_text", "scrub_http", "scrub_quoted"]
+__all__ = [
+    "REDACTED",
+    "redact",
+    "redactor",
+    "secret_texts",
+    "scrub_engine_text",
+    "scrub_http",
+    "scrub_quoted",
+]
 
 REDACTED = "[redacted]"
 _MIN_REDACT = 4  # shorter values are redacted only where they appear quoted
@@ -73,11 +81,17 @@ def redact(text: str, secrets: Iterable[SecretVersion]) -> str:
     return redactor(secrets)(text)
 
 
-def redactor(secrets: Iterable[SecretVersion]) -> Callable[[str], str]:
-    """:func:`redact` for many texts against the same secrets: the pattern is built once."""
+def secret_texts(secrets: Iterable[SecretVersion]) -> set[str]:
+    """Every leaf value of ``secrets`` as text (numbers in both their spellings)."""
     values: set[str] = set()
     for version in secrets:
         _leaves(version.data, values)
+    return values
+
+
+def redactor(secrets: Iterable[SecretVersion]) -> Callable[[str], str]:
+    """:func:`redact` for many texts against the same secrets: the pattern is built once."""
+    values = secret_texts(secrets)
     patterns: set[str] = set()
     for value in values:
         if not value:

@@ -47,7 +47,7 @@ from kv2render.errors import (
 )
 from kv2render.logsetup import count
 from kv2render.model import SecretVersion
-from kv2render.redact import redactor
+from kv2render.redact import redactor, secret_texts
 from kv2render.refs import SecretLocation, value_to_text
 from kv2render.store.client import SecretStore
 
@@ -406,6 +406,32 @@ def _missing_outcome(exc: SecretsMissing, secrets: Secrets) -> Kv2RenderError:
     return exc  # not reached: a read secret is never missing
 
 
+_MIN_SECRET_TEXT = 4  # as the redaction's: shorter values are too common to judge by
+
+
+def _path_from_a_value(
+    exc: SecretsMissing, read: Sequence[SecretVersion | Kv2RenderError]
+) -> RenderError | None:
+    """A computed path that holds a value of a secret the template read is refused, unread
+    (KV2-INV-394): paths are metadata, logged and shown in the status file, so a path built
+    from a secret's value would carry that value there. Nothing of the path is shown."""
+    texts = {
+        t
+        for t in secret_texts(v for v in read if isinstance(v, SecretVersion))
+        if len(t) >= _MIN_SECRET_TEXT
+    }
+    for location, where in sorted(exc.locations.items()):
+        path = f"{location.mount}/{location.path}"
+        if any(text in path for text in texts):
+            return RenderError(
+                "a secret path computed while rendering contains a value of a secret this "
+                "template read; paths are logged and shown in the status file as metadata",
+                where=where,
+                hint="build secret paths from names (env, constants), never from secret values",
+            )
+    return None
+
+
 def render_template(
     item: PreparedTemplate,
     secrets: Secrets,
@@ -438,7 +464,9 @@ def render_template(
         else:
             data = item.render(available)
     except SecretsMissing as exc:
-        return RenderResult(spec, versions=versions, error=_missing_outcome(exc, secrets))
+        derived = _path_from_a_value(exc, [secrets[loc] for loc in versions if loc in secrets])
+        error = derived or _missing_outcome(exc, secrets)
+        return RenderResult(spec, versions=versions, error=error)
     except Kv2RenderError as exc:
         return RenderResult(spec, versions=versions, error=exc)
     try:
