@@ -5,16 +5,16 @@ Manager all serve the Vault KV v2 HTTP API. Data flows one way, and ``ls kv2rend
 draws it: one folder per stage (docs/architecture.md)::
 
     cli.py, app.py     argv -> exit code; the sub-commands (logsetup.py: log formats;
-                       hardening.py: core dumps off)
+                       hardening.py: core dumps off, commands' token-free environment)
       -> config/       YAML/JSON/HCL in Vault Agent vocabulary -> one strict pass -> frozen Config
       -> daemon/       the long-running service: poll loop, token lifecycle, file watching,
                        signals, sd_notify
       -> runner.py     one pass: unique references -> reads -> render -> write -> commands
            -> store/   the only code that talks to a KV2 server: hvac boundary, logins, TLS
-           -> render/  templates rendered in memory: Jinja2 sandbox + filters, ctmpl/
-                       (consul-template syntax); error text through redact.py
+           -> render/  templates compiled up front and rendered in memory: Jinja2 sandbox
+                       + filters, ctmpl/ (consul-template syntax); error text through redact.py
            -> output/  write_atomic(): temp file 0600 -> fsync -> rename, unchanged bytes
-                       never written; status file, lock, destination checks
+                       never written; status file, lock, destination checks; the commands
     below every stage  model.py (values that cross stages), refs.py (the reference grammar),
                        payload.py (key/pointer selection, value text), authority.py (host
                        checks, loopback), redact.py, errors.py, jsonnum.py

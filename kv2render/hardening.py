@@ -11,6 +11,10 @@
   (``localhost``, 127.0.0.0/8 in any ``inet_aton`` spelling such as ``127.1``, ``::1`` and
   IPv4-mapped loopback ``::ffff:127.0.0.1``; a name such as ``127.example.com`` is not
   loopback).
+* :func:`command_environment` (KV2-INV-096, KV2-INV-101): the environment a child sees, a
+  ``command`` run after a write (``output/commands.py``) and a consul-template ``env`` call
+  (``render/prepare.py``) alike: kv2render's own, minus every credential it was given
+  through the environment and hvac's own fallbacks (``VAULT_TOKEN``, ``BAO_TOKEN``, ...).
 
 Standard library only, so that every part of kv2render (the dev server included) may use it.
 """
@@ -22,12 +26,19 @@ import os
 import sys
 from collections.abc import Mapping
 
-__all__ = ["ALLOW_CORE_DUMPS", "disable_core_dumps"]
+__all__ = ["ALLOW_CORE_DUMPS", "command_environment", "disable_core_dumps"]
 
 log = logging.getLogger(__name__)
 
 ALLOW_CORE_DUMPS = "KV2RENDER_ALLOW_CORE_DUMPS"
 _PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+
+# Names a command's environment never inherits (KV2-INV-096): any credential
+# kv2render was given through the environment, and hvac's own fallbacks.
+_COMMAND_ENV_DENY_PREFIXES = ("VAULT_", "BAO_", "KV2RENDER_LIVE_")
+_COMMAND_ENV_ALLOW = frozenset(
+    {"VAULT_ADDR", "BAO_ADDR", "VAULT_NAMESPACE", "BAO_NAMESPACE", "VAULT_CACERT", "BAO_CACERT"}
+)
 
 
 def disable_core_dumps(env: Mapping[str, str] | None = None) -> bool:
@@ -72,3 +83,13 @@ def _not_dumpable() -> None:
         return
     if failed:
         log.warning("prctl(PR_SET_DUMPABLE, 0) failed: %s", os.strerror(err))
+
+
+def command_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a command runs with: kv2render's own, minus credentials (KV2-INV-096)."""
+    source = os.environ if base is None else base
+    return {
+        name: value
+        for name, value in source.items()
+        if name in _COMMAND_ENV_ALLOW or not name.startswith(_COMMAND_ENV_DENY_PREFIXES)
+    }

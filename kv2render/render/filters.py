@@ -5,7 +5,7 @@ indent), ``base64Encode``/``base64Decode``/``trimSpace`` behave as consul-templa
 ``pgpass_escape``/``shell_quote``/``env_name`` serve the ready templates in ``templates/``.
 Each takes a template value (a secret's data may arrive as a read-only mapping) and returns
 text; a value it cannot handle is a RenderError that names the filter, never the value.
-``template.py`` wraps each in the sandbox's size guards.
+``guards.py`` wraps each in the sandbox's size guards.
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ def test_deeply_nested_json_is_refused(workdir: Path, depth: int) -> None:
         ),
         # A \ud800 escape decodes to a lone surrogate UTF-8 cannot write: it crashed the
         # runner (internal error, exit 1); now the store refuses it (4d61bf7) and, behind it,
-        # runner._encode makes any such output a RenderError.
+        # render/prepare.py (_encode) makes any such output a RenderError.
         (
             "lone-surrogate",
             b'{"data": {"data": {"password": "\\ud800"}, "metadata": {"version": 1}}}',

@@ -734,7 +734,7 @@ def _command_timeout(c: Ctx) -> Plan:
     entry = {
         "ref": PW,
         "destination": str(dest),
-        # exec: runner.run_command kills only the shell on timeout, and a grandchild
+        # exec: output/commands.run_command kills only the shell on timeout, and a grandchild
         # holding stdout would keep a subprocess run waiting (see KV2-AC-103).
         "command": "env; exec sleep 5",
         "command_timeout": "300ms",

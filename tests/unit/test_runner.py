@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kv2render import runner
+from kv2render import hardening, runner
 from kv2render.config import TemplateSpec
 from kv2render.errors import SecretNotFoundError
 from kv2render.refs import parse_ref
@@ -95,7 +95,7 @@ def test_a_crashing_render_costs_its_own_template_only(tmp_path: Path) -> None:
 
 def test_command_environment_holds_no_token() -> None:
     """KV2-INV-096: commands inherit no VAULT_TOKEN/BAO_TOKEN or other credential variable."""
-    env = runner.command_environment(
+    env = hardening.command_environment(
         {
             "PATH": "/bin",
             "VAULT_TOKEN": "t",
