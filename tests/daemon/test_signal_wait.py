@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from kv2render.daemon.loop import QueueTicks
+from kv2render.daemon.ticks import QueueTicks
 from kv2render.daemon.notify import Notifier
 from kv2render.daemon.service import _wait_for_signal
 
