@@ -9,9 +9,11 @@
 
 :class:`Daemon` is the poll loop and takes its clock, tick source and stop event as
 arguments (STYLE.md convention 7): unit tests script the ticks and drive a fake clock with
-no sleeps. Its seams live beside it: ``token.py`` the token lifecycle, ``templates.py``
-each template's state and status rows, ``reload.py`` config reload and source edits,
-``ticks.py`` what wakes the loop, ``ports.py`` the store protocol and the hooks.
+no sleeps. Its seams live beside it: ``token.py`` the token lifecycle, ``polling.py`` the
+rules of a poll (new versions, next read, retry delay), ``templates.py`` each template's
+state, ``status_doc.py`` the status file and systemd's lines, ``reload.py`` config reload
+and source edits, ``ticks.py`` what wakes the loop, ``ports.py`` the store protocol and the
+hooks.
 :mod:`kv2render.daemon.service` wires it to the real world.
 
 Departures from Vault Agent, each a known complaint (reference/vault-agent.md):
@@ -35,25 +37,24 @@ from kv2render import runner
 from kv2render.config import Config
 from kv2render.daemon import polling
 from kv2render.daemon import reload as reloading
-from kv2render.daemon.backoff import backoff
 from kv2render.daemon.metrics import NullRecorder
 from kv2render.daemon.notify import Notifier
 from kv2render.daemon.polling import Fetched
 from kv2render.daemon.ports import DaemonHooks, DaemonStore
-from kv2render.daemon.templates import TemplateState, summary, template_status
+from kv2render.daemon.status_doc import StatusReport
+from kv2render.daemon.templates import TemplateState
 from kv2render.daemon.ticks import FilesChanged, ReloadRequested, TickEvent, TickSource
 from kv2render.daemon.token import TokenLifecycle
-from kv2render.errors import AccessDeniedError, AuthError, Kv2RenderError
+from kv2render.errors import AuthError, Kv2RenderError
 from kv2render.logsetup import count
 from kv2render.model import SecretVersion
-from kv2render.output.status import StatusFile, TemplateStatus, document
+from kv2render.output.status import StatusFile
 from kv2render.refs import SecretLocation
 from kv2render.runner import CommandResult, PreparedTemplate, RenderResult
 
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 3600.0  # an idle daemon still wakes hourly (cheap; keeps clocks honest)
-TEMPLATE_BACKOFF = (1.0, 300.0)  # KV2-FC-161: a failed template's restart backoff
 STOP_GRACE = 4.0  # SIGTERM -> exit within 5 s even when the worker is stuck
 
 
@@ -91,18 +92,18 @@ class Daemon:
         self._prepare_one = prepare_one
         self._write = hooks.write
         self._run_commands = hooks.run_commands or self._commands
-        self.notifier = hooks.notifier or Notifier({})
-        self.status_file = hooks.status_file or StatusFile(cfg.status_file)
         self._on_watch = hooks.on_watch
         # Issue 17: a no-op unless the metrics listener is on (KV2-NFR-420).
         self.metrics = hooks.metrics if hooks.metrics is not None else NullRecorder()
+        self.report = StatusReport(
+            hooks.status_file or StatusFile(cfg.status_file),
+            hooks.notifier or Notifier({}),
+            self.metrics,
+            started=wall(),
+        )
         self._last_poll_ok: float | None = None
         self.exit_code: int | None = None
-        self.ready = False
         self.passes = 0
-        self._started = wall()
-        self._state = "starting"
-        self._last_status_line = ""
         # secrets
         self._cache: dict[SecretLocation, SecretVersion] = {}
         self._due: dict[SecretLocation, float] = {}
@@ -173,7 +174,7 @@ class Daemon:
             self._pause_all(self.clock())
 
     def _login_failed(self) -> None:
-        self._state = "login-failed"
+        self.report.state = "login-failed"
         if self.token.exit_code is not None:
             self.exit_code = self.token.exit_code
         self._write_status("login-failed")
@@ -363,50 +364,24 @@ class Daemon:
             log.error("%s: exit_on_retry_failure is set: exiting", t.spec_where)
             self.exit_code = err.exit_code
             return
-        if isinstance(err, AccessDeniedError):
-            # KV2-FC-163: denied after the store's fresh login is a real denial; look
-            # again at the next poll only, never in a login loop.
-            delay = self._jitter(self._interval(t))
-        else:
-            delay = backoff(
-                t.failures,
-                base=TEMPLATE_BACKOFF[0],
-                cap=TEMPLATE_BACKOFF[1],
-                rng=self.rng,
-                retry_after=getattr(err, "retry_after", None),
-            )
-        t.retry_at = now + delay
+        t.retry_at = now + polling.retry_delay(
+            err, t.failures, next_poll=lambda: self._jitter(self._interval(t)), rng=self.rng
+        )
 
     def _after_pass(self) -> None:
-        line, ok, failed = summary(self.templates)
-        self._state = "running" if failed == 0 else "degraded"
-        if not self.ready and ok == len(self.templates):
-            # READY=1 after the first complete render: units ordered After= us find files.
-            self.ready = True
-            self.notifier.ready(line)
-            log.info("%s rendered; ready", count(len(self.templates), "template"))
-        elif line != self._last_status_line:
-            self.notifier.status(line)
-        self._last_status_line = line
-        self._write_status(self._state)
+        self.report.after_pass(self.templates)
+        self._write_status(self.report.state)
 
     # -- status ---------------------------------------------------------------------------
 
-    def template_status(self) -> list[TemplateStatus]:
-        return template_status(self.templates)
-
     def _write_status(self, state: str) -> None:
-        doc = document(
-            self.template_status(),
-            started=self._started,
-            now=self.wall(),
-            ready=self.ready,
-            state=state,
+        self.report.write(
+            state,
+            self.templates,
             token=self.token.status(),
+            now=self.wall(),
             last_successful_poll=self._last_poll_ok,
         )
-        self.status_file.write(doc)
-        self.metrics.publish(doc)
 
     # -- files and reload (the decisions: reload.py) ---------------------------------------
 
@@ -420,7 +395,7 @@ class Daemon:
             self._on_watch(self.watched_files())
 
     def _files_changed(self, paths: frozenset[str]) -> None:
-        changed = reloading.expand_changed(paths, self.watched_files())
+        changed = reloading.expand_changed(paths, self.watched_files)
         if self.config_path is not None and str(self.config_path) in changed:
             if self.config_path.exists():  # absent for an instant during a rename-over save
                 self.reload("config file changed", only_if_different=True)
@@ -429,7 +404,7 @@ class Daemon:
             source = t.item.spec.source
             if source is not None and os.path.normpath(source) in changed:
                 if not reloading.reprepare(t, self.cfg, self._prepare_one):
-                    self._write_status(self._state)
+                    self._write_status(self.report.state)
         if any(os.path.normpath(f) in changed for f in self.token.credential_files()):
             self.token.check_credentials()
 
@@ -447,7 +422,7 @@ class Daemon:
                 only_if_different=only_if_different,
             )
         except reloading.Refused:
-            self._write_status(self._state)
+            self._write_status(self.report.state)
             return False
         if loaded is None:
             return False
@@ -465,10 +440,10 @@ class Daemon:
             # version that went backwards after a delete and re-create.
             self._cache = {loc: v for loc, v in self._cache.items() if loc.version is not None}
         if new.status_file != old.status_file:
-            self.status_file = StatusFile(new.status_file)
+            self.report.status_file = StatusFile(new.status_file)
         self.templates = [TemplateState(item) for item in prepared]
         self._due = {loc: t for loc, t in self._due.items() if loc in self._locations()}
         log.info("%s: config reloaded (%s)", reason, count(len(self.templates), "template"))
-        self.notifier.status(f"config reloaded ({reason})")
+        self.report.notifier.status(f"config reloaded ({reason})")
         self._watch()
         return True

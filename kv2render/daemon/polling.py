@@ -2,6 +2,7 @@
 
     runner.read_secrets -> absorb(cache, fetched) -> (new versions, errors); cache updated
     each latest-version secret -> next_poll(...) -> its next read time (KV2-INV-165)
+    a failed template -> retry_delay(...) -> its restart backoff (KV2-FC-161, KV2-FC-163)
 
 The loop (:mod:`kv2render.daemon.loop`) owns the cache and the due times; these functions
 hold the rules, so polling bugs are fixed here and tested through the loop's scripted
@@ -11,13 +12,17 @@ clock (tests/unit/test_loop.py).
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Mapping, MutableMapping
 
-from kv2render.errors import BadResponseError, Kv2RenderError
+from kv2render.daemon.backoff import backoff
+from kv2render.errors import AccessDeniedError, BadResponseError, Kv2RenderError
 from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation
 
 log = logging.getLogger(__name__)
+
+TEMPLATE_BACKOFF = (1.0, 300.0)  # KV2-FC-161: a failed template's restart backoff
 
 Fetched = Mapping[SecretLocation, SecretVersion | Kv2RenderError]
 Outcome = tuple[set[SecretLocation], dict[SecretLocation, Kv2RenderError]]
@@ -67,3 +72,21 @@ def next_poll(
         if other != loc and low <= when <= high and interval_of(other) == interval:
             return max(when, now)
     return max(base + jitter(interval), now)
+
+
+def retry_delay(
+    err: Kv2RenderError, failures: int, *, next_poll: Callable[[], float], rng: random.Random
+) -> float:
+    """How long a failed template waits before it renders again (unless a good poll of
+    all its secrets ends the failure first, KV2-INV-162)."""
+    if isinstance(err, AccessDeniedError):
+        # KV2-FC-163: denied after the store's fresh login is a real denial; look
+        # again at the next poll only, never in a login loop.
+        return next_poll()
+    return backoff(
+        failures,
+        base=TEMPLATE_BACKOFF[0],
+        cap=TEMPLATE_BACKOFF[1],
+        rng=rng,
+        retry_after=getattr(err, "retry_after", None),
+    )

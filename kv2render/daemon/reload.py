@@ -35,7 +35,7 @@ def watched_files(
     return frozenset(Path(os.path.abspath(f)) for f in files if f is not None)
 
 
-def expand_changed(paths: frozenset[str], watched: Iterable[Path]) -> set[str]:
+def expand_changed(paths: frozenset[str], watched: Callable[[], Iterable[Path]]) -> set[str]:
     """The normalised changed paths, with every watched file of a folder whose '..data'
     symlink was swapped."""
     changed = {os.path.normpath(p) for p in paths}
@@ -44,7 +44,7 @@ def expand_changed(paths: frozenset[str], watched: Iterable[Path]) -> set[str]:
             # Kubernetes ConfigMap/Secret volumes swap a '..data' symlink: every file
             # in that directory may have changed at once.
             folder = os.path.dirname(p)
-            changed |= {str(f) for f in watched if str(f.parent) == folder}
+            changed |= {str(f) for f in watched() if str(f.parent) == folder}
     return changed
 
 

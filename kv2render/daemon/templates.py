@@ -1,7 +1,7 @@
-"""One template's state across the daemon's passes, and the status file's rows for it.
+"""One template's state across the daemon's passes.
 
     Daemon pass --render result--> TemplateState (versions, error, backoff, times)
-    TemplateState --template_status()--> output.status.TemplateStatus rows
+    TemplateState --status_doc.template_status()--> the status file's rows
 
 The loop (:mod:`kv2render.daemon.loop`) keeps one :class:`TemplateState` per configured
 template; a reload replaces them all. Only metadata lives here (mount, path, version,
@@ -11,12 +11,9 @@ which the status file must not hold (KV2-AC-181).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from kv2render.errors import CommandError, Kv2RenderError
-from kv2render.logsetup import count
-from kv2render.output.status import TemplateStatus
 from kv2render.refs import SecretLocation
 from kv2render.runner import PreparedTemplate, RenderResult
 
@@ -66,36 +63,3 @@ class TemplateState:
         self.error = error
         self.failures += 1
         return error
-
-
-def template_status(templates: Iterable[TemplateState]) -> list[TemplateStatus]:
-    """The status file's ``templates`` rows: versions, times and the first error's text."""
-    out = []
-    for t in templates:
-        versions: dict[SecretLocation, int | None] = {loc: None for loc in t.locations}
-        versions.update(t.versions)
-        err = t.error or t.source_error or t.command_error
-        out.append(
-            TemplateStatus(
-                where=t.spec_where,
-                destination=t.item.spec.destination,
-                source=t.item.spec.source,
-                versions=versions,
-                last_render=t.last_render,
-                last_write=t.last_write,
-                last_error=None if err is None else str(err),
-            )
-        )
-    return out
-
-
-def summary(templates: Sequence[TemplateState]) -> tuple[str, int, int]:
-    """The one-line summary (systemd STATUS=), with the rendered and failing counts."""
-    ok = sum(1 for t in templates if t.error is None and t.last_render is not None)
-    failed = sum(1 for t in templates if t.error is not None)
-    line = f"{count(len(templates), 'template')}: {ok} rendered, {failed} failing"
-    failed_commands = sum(1 for t in templates if t.command_error is not None)
-    if failed_commands:
-        # KV2-INV-399: a failing command shows in the summary as in the status file.
-        line += f"; {count(failed_commands, 'command')} failed"
-    return line, ok, failed
