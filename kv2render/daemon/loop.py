@@ -96,7 +96,7 @@ class Daemon:
         # Issue 17: a no-op unless the metrics listener is on (KV2-NFR-420).
         self.metrics = hooks.metrics if hooks.metrics is not None else NullRecorder()
         self.report = StatusReport(
-            hooks.status_file or StatusFile(cfg.status_file),
+            hooks.status_file if hooks.status_file is not None else StatusFile(cfg.status_file),
             hooks.notifier or Notifier({}),
             self.metrics,
             started=wall(),
