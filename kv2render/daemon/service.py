@@ -23,17 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kv2render.config import Config
-from kv2render.daemon.loop import (
-    STOP_GRACE,
-    Daemon,
-    DaemonStore,
-    FilesChanged,
-    QueueTicks,
-    ReloadRequested,
-    TickEvent,
-)
+from kv2render.daemon.loop import STOP_GRACE, Daemon
 from kv2render.daemon.metrics import HEALTH_GRACE
 from kv2render.daemon.notify import Notifier
+from kv2render.daemon.ports import DaemonHooks, DaemonStore
+from kv2render.daemon.ticks import FilesChanged, QueueTicks, ReloadRequested, TickEvent
 
 if TYPE_CHECKING:
     from kv2render.daemon.supervisor import Supervisor
@@ -197,10 +191,9 @@ def run(
             stop=stop,
             reload_config=reload_config if path is not None else None,
             config_path=path,
-            notifier=notifier,
-            on_watch=watcher.update,
-            metrics=recorder,
-            pass_hook=supervisor,
+            hooks=DaemonHooks(
+                notifier=notifier, on_watch=watcher.update, metrics=recorder, pass_hook=supervisor
+            ),
         )
         code = supervise(
             daemon,

@@ -7,9 +7,9 @@ import socket
 import threading
 import time
 
-from kv2render.daemon.loop import QueueTicks
 from kv2render.daemon.notify import Notifier
 from kv2render.daemon.service import _wait_for_signal
+from kv2render.daemon.ticks import QueueTicks
 
 
 def test_signal_wait_ends_when_the_worker_ends_after_its_wake_byte() -> None:

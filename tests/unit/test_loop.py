@@ -20,7 +20,10 @@ import pytest
 
 from kv2render import runner
 from kv2render.config import AuthSettings, Config, TemplateConfig, TemplateSpec, VaultSettings
-from kv2render.daemon.loop import Daemon, FilesChanged, ReloadRequested, TickEvent, backoff
+from kv2render.daemon.backoff import backoff
+from kv2render.daemon.loop import Daemon
+from kv2render.daemon.ports import DaemonHooks
+from kv2render.daemon.ticks import FilesChanged, ReloadRequested, TickEvent
 from kv2render.errors import (
     AccessDeniedError,
     AuthError,
@@ -207,10 +210,12 @@ class Harness:
             clock=self.clock,
             wall=lambda: 1_700_000_000.0 + self.clock(),
             rng=random.Random(7),
-            write=self.disk,
-            run_commands=self.commands,
-            notifier=self.notifier,  # type: ignore[arg-type]
-            status_file=StatusFile(Path("/status.json"), write=self.status_write),
+            hooks=DaemonHooks(
+                write=self.disk,
+                run_commands=self.commands,
+                notifier=self.notifier,  # type: ignore[arg-type]
+                status_file=StatusFile(Path("/status.json"), write=self.status_write),
+            ),
             **self.kw,
         )
         return self.daemon

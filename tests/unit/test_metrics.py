@@ -205,8 +205,7 @@ def test_metrics_off_imports_no_prometheus_client(dev_server: DevServer, tmp_pat
         [
             sys.executable,
             "-c",
-            "import sys, kv2render.daemon.service, kv2render.daemon.loop\n"
-            "import kv2render.daemon.metrics\n"
+            "import sys, kv2render.daemon.service, kv2render.daemon.metrics\n"
             "from kv2render.daemon.metrics import NullRecorder\n"
             "NullRecorder().render(None, 0.0)\n"
             "print('prometheus_client' in sys.modules)",

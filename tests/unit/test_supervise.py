@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from kv2render.daemon.loop import QueueTicks
 from kv2render.daemon.notify import Notifier
 from kv2render.daemon.service import supervise
+from kv2render.daemon.ticks import QueueTicks
 
 
 class _ExitsAtOnce:

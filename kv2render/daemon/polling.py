@@ -1,0 +1,92 @@
+"""What a poll learned, and when each secret is read next: the loop's polling decisions.
+
+    runner.read_secrets -> absorb(cache, fetched) -> (new versions, errors); cache updated
+    each latest-version secret -> next_poll(...) -> its next read time (KV2-INV-165)
+    a failed template -> retry_delay(...) -> its restart backoff (KV2-FC-161, KV2-FC-163)
+
+The loop (:mod:`kv2render.daemon.loop`) owns the cache and the due times; these functions
+hold the rules, so polling bugs are fixed here and tested through the loop's scripted
+clock (tests/unit/test_loop.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping, MutableMapping
+
+from kv2render.daemon.backoff import backoff
+from kv2render.errors import AccessDeniedError, BadResponseError, Kv2RenderError
+from kv2render.model import SecretVersion
+from kv2render.refs import SecretLocation
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_BACKOFF = (1.0, 300.0)  # KV2-FC-161: a failed template's restart backoff
+
+Fetched = Mapping[SecretLocation, SecretVersion | Kv2RenderError]
+Outcome = tuple[set[SecretLocation], dict[SecretLocation, Kv2RenderError]]
+
+
+def absorb(cache: MutableMapping[SecretLocation, SecretVersion], fetched: Fetched) -> Outcome:
+    """Cache what was read; return the locations with a new version and the errors."""
+    changed: set[SecretLocation] = set()
+    errors: dict[SecretLocation, Kv2RenderError] = {}
+    for loc, got in fetched.items():
+        if isinstance(got, Kv2RenderError):
+            errors[loc] = got
+            continue
+        old = cache.get(loc)
+        if old is not None and loc.version is None and got.version < old.version:
+            # issue 10: a version going backwards is refused; the last good file stays.
+            errors[loc] = BadResponseError(
+                f"the server reported version {got.version} after version {old.version}",
+                where=str(loc),
+                hint="if the secret was deleted and re-created, reload kv2render (SIGHUP)",
+            )
+            continue
+        if old is None or old.version != got.version:
+            changed.add(loc)
+            if old is not None:
+                log.info("%s: new version %d (was %d)", loc, got.version, old.version)
+        cache[loc] = got
+    return changed, errors
+
+
+def next_poll(
+    due: Mapping[SecretLocation, float],
+    loc: SecretLocation,
+    *,
+    base: float,
+    now: float,
+    interval_of: Callable[[SecretLocation], float],
+    jitter: Callable[[float], float],
+) -> float:
+    """Next poll of ``loc`` at ``base`` (when this pass started) + interval +-10 %,
+    joining another secret's poll when that time is also in range: secrets read together
+    stay together (one wake-up, not N). A pass that overran the interval polls again at
+    once rather than in a burst of catch-up polls."""
+    interval = interval_of(loc)
+    low, high = base + 0.9 * interval, base + 1.1 * interval
+    for other, when in due.items():
+        if other != loc and low <= when <= high and interval_of(other) == interval:
+            return max(when, now)
+    return max(base + jitter(interval), now)
+
+
+def retry_delay(
+    err: Kv2RenderError, failures: int, *, next_poll: Callable[[], float], rng: random.Random
+) -> float:
+    """How long a failed template waits before it renders again (unless a good poll of
+    all its secrets ends the failure first, KV2-INV-162)."""
+    if isinstance(err, AccessDeniedError):
+        # KV2-FC-163: denied after the store's fresh login is a real denial; look
+        # again at the next poll only, never in a login loop.
+        return next_poll()
+    return backoff(
+        failures,
+        base=TEMPLATE_BACKOFF[0],
+        cap=TEMPLATE_BACKOFF[1],
+        rng=rng,
+        retry_after=getattr(err, "retry_after", None),
+    )
