@@ -48,6 +48,7 @@ from kv2render.model import SecretVersion, TokenInfo
 from kv2render.output.status import StatusFile, TemplateStatus, document
 from kv2render.refs import SecretLocation
 from kv2render.runner import CommandResult, PreparedTemplate, RenderResult
+from kv2render.store.backoff import backoff
 
 log = logging.getLogger(__name__)
 
@@ -119,22 +120,6 @@ class DaemonStore(Protocol):
 
     @property
     def token_info(self) -> TokenInfo | None: ...
-
-
-def backoff(
-    attempt: int,
-    *,
-    base: float,
-    cap: float,
-    rng: random.Random,
-    retry_after: float | None = None,
-) -> float:
-    """Exponential from ``base`` to ``cap`` with 25 % downward jitter; Retry-After is a floor."""
-    ceiling = min(cap, base * 2.0 ** max(0, min(attempt - 1, 30)))
-    delay = ceiling * rng.uniform(0.75, 1.0)
-    if retry_after is not None and retry_after > delay:
-        delay = retry_after
-    return delay
 
 
 @dataclass
@@ -340,7 +325,7 @@ class Daemon:
             if self.stop.is_set():
                 return  # the stop cut the login short; not a failure to report
             self._login_failures += 1
-            delay = self._login_backoff(getattr(exc, "retry_after", None))
+            delay = self._login_backoff(exc.retry_after)
             self._login_at = now + delay
             self._state = "login-failed"
             log.error(
@@ -632,7 +617,7 @@ class Daemon:
                 base=TEMPLATE_BACKOFF[0],
                 cap=TEMPLATE_BACKOFF[1],
                 rng=self.rng,
-                retry_after=getattr(err, "retry_after", None),
+                retry_after=err.retry_after,
             )
         t.retry_at = now + delay
 

@@ -308,13 +308,13 @@ def test_default_deadline_is_60s_on_a_scripted_clock() -> None:
     settings = VaultSettings(address=f"http://127.0.0.1:{closed_port()}")
     auth = build_authenticator(AuthSettings(type="token_env", env_token="hvs.ok"), settings)
     store = HvacSecretStore(settings, auth, clock=lambda: now[0], sleep=sleep, rng=random.Random(7))
-    original = store._send
+    original = store.send
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         attempts.append(now[0] - 1000.0)
         return original(*args, **kwargs)
 
-    store._send = counting  # type: ignore[method-assign]
+    store.send = counting  # type: ignore[method-assign]
     assert Config.once_timeout == 60.0
     store.set_deadline(Config.once_timeout, "--timeout 60s")
     with store, pytest.raises(TransientError) as err:
