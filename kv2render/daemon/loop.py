@@ -48,6 +48,7 @@ from kv2render.model import SecretVersion, TokenInfo
 from kv2render.output.status import StatusFile, TemplateStatus, document
 from kv2render.refs import SecretLocation
 from kv2render.runner import CommandResult, PreparedTemplate, RenderResult
+from kv2render.store.auth import Authenticator
 from kv2render.store.backoff import backoff
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,11 @@ class DaemonStore(Protocol):
 
     @property
     def token_info(self) -> TokenInfo | None: ...
+
+    @property
+    def authenticator(self) -> Authenticator:
+        """Its auth method: the credential files a change of which means a new login."""
+        ...
 
 
 @dataclass
@@ -400,14 +406,8 @@ class Daemon:
         self._learn(info)
 
     def _credential_files(self) -> tuple[Path, ...]:
-        auth = getattr(self.store, "authenticator", None)
-        files = getattr(auth, "credential_files", None) or getattr(
-            self.store, "credential_files", None
-        )
-        if not callable(files):
-            return ()
         try:
-            return tuple(files())
+            return tuple(self.store.authenticator.credential_files())
         except Kv2RenderError:
             return ()
 

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     import requests
     from hvac.adapters import RawAdapter
 
-__all__ = ["HvacSecretStore", "SecretStore", "open_store"]
+__all__ = ["HvacSecretStore", "SecretStore", "SessionStore", "open_store"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,17 @@ class SecretStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class SessionStore(SecretStore, Protocol):
+    """A SecretStore that logs in and can be bounded in time: what --once drives."""
+
+    @property
+    def authenticator(self) -> Authenticator: ...
+
+    def login(self) -> TokenInfo | None: ...
+
+    def set_deadline(self, seconds: float | None, label: str = "") -> None: ...
 
 
 class HvacSecretStore:
