@@ -26,7 +26,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kv2render.config import Config, VaultSettings
 from kv2render.errors import (
@@ -42,6 +42,7 @@ from kv2render.store import network, responses, transport
 from kv2render.store.auth import Authenticator, build_authenticator
 from kv2render.store.backoff import READ_RETRY, Backoff, pause
 from kv2render.store.login import StoreLoginTransport, token_info
+from kv2render.store.retries import Retries
 
 if TYPE_CHECKING:
     # hvac and requests are imported when a store is built, not when the contract types
@@ -53,12 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["HvacSecretStore", "SecretStore", "SessionStore", "open_store"]
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
-# KV2-INV-354: with a deadline, a retry wait ends at least this long before it, so that the
-# last attempt can still be made (a refused connect takes a millisecond; a silent host gets
-# this second as its connect timeout).
-_LAST_ATTEMPT = 1.0
 
 
 class SecretStore(Protocol):
@@ -107,21 +102,21 @@ class HvacSecretStore:
         self._settings = settings
         self._auth = authenticator
         self._clock = clock
-        self._stop = stop_event
-        self._pause = pause(sleep, stop_event)
-        self._retry = Backoff(backoff_base, backoff_cap, READ_RETRY.jitter)
-        self._rng = rng or random.Random()
-        # config.load() already resolved Vault Agent's spelling (0 -> 12, -1 -> none):
-        # VaultSettings.num_retries is the literal number of retries.
-        self._max_retries = max(0, settings.num_retries)
+        self._retries = Retries(
+            # config.load() already resolved Vault Agent's spelling (0 -> 12, -1 -> none):
+            # VaultSettings.num_retries is the literal number of retries.
+            max_retries=settings.num_retries,
+            policy=Backoff(backoff_base, backoff_cap, READ_RETRY.jitter),
+            clock=clock,
+            pause=pause(sleep, stop_event),
+            stop=stop_event,
+            rng=rng or random.Random(),
+        )
         self._lock = threading.RLock()  # logins, token state, bearer header
         self._generation = 0  # bumped by each login: lets concurrent 403s share one re-login
         self._token_info: TokenInfo | None = None
         self._logged_in = False
         self._closed = False
-        # --once's overall deadline (KV2-INV-354): a self._clock reading, or None (daemon).
-        self._deadline: float | None = None
-        self._deadline_label = ""
 
         import requests
         from hvac.api.auth_methods.token import Token
@@ -199,11 +194,9 @@ class HvacSecretStore:
     ) -> requests.Response:
         """Run one HTTP exchange, mapping network failures to kv2render errors. ``secrets``
         are the credentials this exchange carries: scrubbed from any error text."""
-        deadline = None
-        if self._deadline is not None:
-            # The deadline is kept on self._clock; the watchdog runs on time.monotonic.
-            deadline = time.monotonic() + (self._deadline - self._clock())
-        exchange = transport.begin(self._settings.timeout, deadline=deadline)
+        exchange = transport.begin(
+            self._settings.timeout, deadline=self._retries.monotonic_deadline()
+        )
         try:
             return self._exchange(
                 where, call, login=login, secrets=secrets, budget=exchange.timeout
@@ -276,69 +269,7 @@ class HvacSecretStore:
         """Bound every login, read and retry wait of this store to ``seconds`` from now
         (KV2-INV-354: --once's ``once_timeout``); None or 0 removes the bound. ``label``
         names the setting in messages (``--timeout 60s``)."""
-        if not seconds:
-            self._deadline = None
-            return
-        self._deadline = self._clock() + seconds
-        self._deadline_label = label or f"a {seconds:g}s deadline"
-
-    def _left(self) -> float | None:
-        return None if self._deadline is None else self._deadline - self._clock()
-
-    def _with_retries(self, where: str, call: Callable[[], _T]) -> _T:
-        attempt = 0
-        while True:
-            if self._stop is not None and self._stop.is_set():
-                raise TransientError("stopping: request not sent", where=where)
-            try:
-                return call()
-            except TransientError as exc:
-                # KV2-INV-054: READ_RETRY, waits drawn from [d/2, d]; Retry-After a floor.
-                delay = self._retry.delay(attempt + 1, self._rng, exc.retry_after)
-                left = self._left()
-                out_of_time = False
-                if left is not None:
-                    # KV2-INV-354: the last wait is cut so that one more attempt still starts
-                    # _LAST_ATTEMPT before the deadline; with less than that left, stop.
-                    room = left - _LAST_ATTEMPT
-                    # A Retry-After past the deadline: the server said no attempt can succeed
-                    # in time, so none is made (a wait would only delay the same exit).
-                    late = exc.retry_after is not None and exc.retry_after > room
-                    out_of_time = room <= 0 or late
-                    delay = min(delay, max(room, 0.0))
-                if attempt >= self._max_retries or out_of_time:
-                    raise self._gave_up(exc, attempt, out_of_time) from exc
-                attempt += 1
-                if left is None:
-                    log.warning("%s; retry %d/%d in %.2fs", exc, attempt, self._max_retries, delay)
-                else:
-                    log.warning(
-                        "%s; retry %d/%d in %.2fs, %.0fs left of %s",
-                        exc,
-                        attempt,
-                        self._max_retries,
-                        delay,
-                        max(0.0, left),
-                        self._deadline_label,
-                    )
-                if self._pause(delay):
-                    raise
-
-    def _gave_up(self, exc: TransientError, attempt: int, out_of_time: bool) -> TransientError:
-        # KV2-FC-054: name the number of attempts and the last cause; KV2-FC-354: and the
-        # deadline when that is what ended the retries.
-        attempts = f"{attempt + 1} attempt" + ("s" if attempt else "")
-        why = f"{self._deadline_label} ran out" if out_of_time else "gave up"
-        hint = exc.hint
-        if out_of_time:
-            more = "raise --timeout (once_timeout) if the server needs longer to start"
-            hint = f"{hint}; {more}" if hint else more
-        return TransientError(
-            f"{exc.message} ({why} after {attempts})",
-            where=exc.where,
-            hint=hint,
-            retry_after=exc.retry_after,
-        )
+        self._retries.set_deadline(seconds, label)
 
     # ------------------------------------------------------------------ reads
 
@@ -350,7 +281,7 @@ class HvacSecretStore:
         while True:
             generation = self._generation
             try:
-                return self._with_retries(where, lambda: self._read_once(location))
+                return self._retries.run(where, lambda: self._read_once(location))
             except (AccessDeniedError, AuthError) as exc:
                 if relogged or not self._auth.reloginable or not self._is_denial(exc):
                     raise
@@ -416,7 +347,7 @@ class HvacSecretStore:
             self._refresh_header()
             self._logged_in = True
             return
-        result = self._with_retries("login", lambda: self._auth.login(self._transport))
+        result = self._retries.run("login", lambda: self._auth.login(self._transport))
         self._adapter.token = result.token
         self._generation += 1
         self._logged_in = True
@@ -446,7 +377,7 @@ class HvacSecretStore:
             )
         if not self._adapter.token:
             self.ensure_token()
-        resp = self._with_retries(where, lambda: self._checked(where, call()))
+        resp = self._retries.run(where, lambda: self._checked(where, call()))
         return responses.ok_json(where, resp, login=True)
 
     def _checked(self, where: str, resp: requests.Response) -> requests.Response:
