@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv2render import logsetup, runner
 from kv2render.config import Config, load
+from kv2render.config.auth import TokenEnvSettings, config_keys
 from kv2render.errors import ConfigError, Kv2RenderError, raise_all
 from kv2render.logsetup import count
 from kv2render.output.instance import destinations, instance_lock, remove_leftover_temp_files
@@ -148,7 +149,7 @@ def offline_warnings(cfg: Config) -> list[str]:
         if not path.exists():
             found.append(f"{where}: {what} {path} does not exist on this host")
 
-    for key, value in sorted(cfg.auth.config.items()):
+    for key, value in sorted(config_keys(cfg.auth.config).items()):
         if isinstance(value, Path):
             missing(f"auto_auth.method.config.{key}", value, "credential file")
     for key in ("client_cert", "client_key", "ca_cert", "ca_path"):
@@ -163,7 +164,7 @@ def offline_warnings(cfg: Config) -> list[str]:
                 f"{spec.where}.destination: folder {folder} does not exist on this host "
                 "(create it, or set create_dest_dirs: true)"
             )
-    if cfg.auth.type == "token_env" and cfg.auth.env_token_var is None:
+    if isinstance(cfg.auth.config, TokenEnvSettings) and cfg.auth.config.variable is None:
         found.append(
             "auto_auth: no token source: auto_auth is not configured and VAULT_TOKEN/BAO_TOKEN "
             "are unset here; a run needs one of them"

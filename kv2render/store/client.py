@@ -441,7 +441,7 @@ def open_store(
     secret_id file outlives a failed run, KV2-INV-352)."""
     return HvacSecretStore(
         cfg.vault,
-        build_authenticator(cfg.auth, cfg.vault, once=once),
+        build_authenticator(cfg.auth, once=once),
         clock=clock,
         sleep=sleep,
         stop_event=stop_event,

@@ -20,6 +20,7 @@ import pytest
 
 from kv2render import runner
 from kv2render.config import AuthSettings, Config, TemplateConfig, TemplateSpec, VaultSettings
+from kv2render.config.auth import AppRoleSettings
 from kv2render.daemon.loop import Daemon, FilesChanged, ReloadRequested, TickEvent, backoff
 from kv2render.errors import (
     AccessDeniedError,
@@ -172,7 +173,9 @@ def make_config(
     return Config(
         path=Path("/etc/kv2render.yaml"),
         vault=VaultSettings(address="http://127.0.0.1:8200", num_retries=retries),
-        auth=AuthSettings(type="approle", mount_path="auth/approle"),
+        auth=AuthSettings(
+            type="approle", mount_path="auth/approle", config=AppRoleSettings(Path("/r"))
+        ),
         template_config=TemplateConfig(
             static_secret_render_interval=INTERVAL, exit_on_retry_failure=exit_on_retry_failure
         ),
