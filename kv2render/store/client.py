@@ -34,6 +34,7 @@ from kv2render.errors import (
     AuthError,
     BadResponseError,
     Kv2RenderError,
+    SecretReadError,
     TransientError,
 )
 from kv2render.model import SecretVersion, TokenInfo
@@ -231,8 +232,14 @@ class HvacSecretStore:
         secrets: Iterable[str],
         budget: float,
     ) -> requests.Response:
+        from hvac.exceptions import VaultError
+
         try:
             return call()
+        except VaultError as exc:  # hvac's client-side checks (ParamValidationError, ...)
+            raise SecretReadError(
+                f"request rejected by hvac: {type(exc).__name__}", where=where
+            ) from exc
         except Exception as exc:
             error = network.exchange_error(
                 exc,

@@ -18,9 +18,16 @@ from kv2render.store.responses import ok_json
 
 if TYPE_CHECKING:
     import requests
-    from hvac.adapters import RawAdapter
 
-__all__ = ["StoreLoginTransport", "Wire", "token_info"]
+__all__ = ["Adapter", "StoreLoginTransport", "Wire", "token_info"]
+
+
+class Adapter(Protocol):
+    """The part of an hvac adapter a login uses (hvac stays in client.py, KV2-INV-050)."""
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response: ...
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response: ...
 
 
 class Wire(Protocol):
@@ -31,7 +38,7 @@ class Wire(Protocol):
         """vault.namespace: the namespace of a login that names none of its own."""
         ...
 
-    def adapter(self, *, token: str, namespace: str | None) -> RawAdapter:
+    def adapter(self, *, token: str, namespace: str | None) -> Adapter:
         """An hvac adapter on the store's session; token '' sends no X-Vault-Token."""
         ...
 

@@ -1,12 +1,13 @@
 """A failed HTTP exchange (requests, urllib3, ssl, hvac exceptions) -> a kv2render error.
 
-    exchange_error(exc, ...)   network, timeout, bad URL, bad header, hvac's own checks
+    exchange_error(exc, ...)   network, timeout, bad URL, bad header
     tls_error(exc, ...)        certificate problems are not transient; a plain-text peer is
                                a wrong address; a refused client certificate is an AuthError
 
 Texts name the innermost cause, bounded and scrubbed of credentials and header values
-(KV2-INV-350); no body is ever quoted. requests, urllib3 and hvac are imported inside the
-functions: they are loaded only when a store is built (issue 4 "Start-up stays lean").
+(KV2-INV-350); no body is ever quoted. requests and urllib3 are imported inside the
+functions: they are loaded only when a store is built (issue 4 "Start-up stays lean"); hvac
+is client.py's alone (KV2-INV-050), which maps hvac's own exceptions itself.
 """
 
 from __future__ import annotations
@@ -68,7 +69,6 @@ def exchange_error(
     ``exc`` is not a transport failure (the caller re-raises it). ``budget``: the seconds
     the exchange had; ``credentials``: what it carried, scrubbed from any text."""
     import requests
-    from hvac.exceptions import VaultError
 
     secrets = list(credentials)
     address = peer.address
@@ -103,8 +103,6 @@ def exchange_error(
         )
     if isinstance(exc, requests.exceptions.RequestException):
         return TransientError(f"request failed ({short(exc, secrets)})", where=where)
-    if isinstance(exc, VaultError):  # hvac's client-side checks (ParamValidationError, ...)
-        return SecretReadError(f"request rejected by hvac: {type(exc).__name__}", where=where)
     return None
 
 
@@ -127,7 +125,8 @@ def tls_error(
     if verify is not None:
         cls: type[Kv2RenderError] = AuthError if login else SecretReadError
         # ssl.SSLCertVerificationError has verify_message; urllib3's CertificateError not.
-        why = getattr(verify, "verify_message", None) or str(verify)
+        message = verify.verify_message if isinstance(verify, ssl.SSLCertVerificationError) else ""
+        why = message or str(verify)
         return cls(
             "TLS: the server certificate could not be verified "
             f"({scrub_http(str(why), limit=160)})",
