@@ -9,7 +9,7 @@ asked (the store bounds Retry-After to 5 minutes when it parses the header).
 
 Two parameterisations, each pinned by tests and the spec:
 
-    READ_RETRY   store retries of one request: 0.25 s doubling to 60 s, waits drawn from
+    READ_*       store retries of one request: 0.25 s doubling to 60 s, waits drawn from
                  [d/2, d] (KV2-INV-054, KV2-AC-063)
     the daemon   logins (auto_auth.method min_backoff/max_backoff, 1 s .. 5 m as Vault
                  Agent), renewals and failed templates (KV2-FC-161, KV2-FC-162): jittered
@@ -27,9 +27,8 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-__all__ = ["READ_RETRY", "Backoff", "backoff", "pause"]
+__all__ = ["READ_BASE", "READ_CAP", "READ_JITTER", "backoff", "pause"]
 
 # 2**30 times any base already passes every cap in use; the bound keeps a long outage
 # (thousands of failures) from overflowing a float.
@@ -58,27 +57,10 @@ def backoff(
     return delay
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """One parameterisation of :func:`backoff`."""
-
-    base: float
-    cap: float
-    jitter: float = 0.25
-
-    def delay(self, failures: int, rng: random.Random, retry_after: float | None = None) -> float:
-        return backoff(
-            failures,
-            base=self.base,
-            cap=self.cap,
-            rng=rng,
-            jitter=self.jitter,
-            retry_after=retry_after,
-        )
-
-
 # KV2-INV-054: the store's retries of one request, waits drawn from [d/2, d].
-READ_RETRY = Backoff(base=0.25, cap=60.0, jitter=0.5)
+READ_BASE = 0.25
+READ_CAP = 60.0
+READ_JITTER = 0.5
 
 
 def pause(

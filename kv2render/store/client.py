@@ -41,7 +41,7 @@ from kv2render.model import SecretVersion, TokenInfo
 from kv2render.refs import SecretLocation
 from kv2render.store import network, responses, transport
 from kv2render.store.auth import Authenticator, build_authenticator
-from kv2render.store.backoff import READ_RETRY, Backoff, pause
+from kv2render.store.backoff import READ_BASE, READ_CAP, pause
 from kv2render.store.login import StoreLoginTransport, token_info
 from kv2render.store.retries import Retries
 
@@ -94,12 +94,12 @@ class HvacSecretStore:
         sleep: Callable[[float], None] | None = None,
         stop_event: threading.Event | None = None,
         pool_size: int = 8,
-        backoff_base: float = READ_RETRY.base,
-        backoff_cap: float = READ_RETRY.cap,
+        backoff_base: float = READ_BASE,
+        backoff_cap: float = READ_CAP,
         rng: random.Random | None = None,
     ) -> None:
         """``sleep`` None waits on ``stop_event`` (a stop ends a retry wait at once); a test
-        passes its own (backoff.pause). ``backoff_base``/``backoff_cap``: READ_RETRY's."""
+        passes its own recorder (see backoff.pause)."""
         self._settings = settings
         self._auth = authenticator
         self._clock = clock
@@ -107,7 +107,8 @@ class HvacSecretStore:
             # config.load() already resolved Vault Agent's spelling (0 -> 12, -1 -> none):
             # VaultSettings.num_retries is the literal number of retries.
             max_retries=settings.num_retries,
-            policy=Backoff(backoff_base, backoff_cap, READ_RETRY.jitter),
+            base=backoff_base,
+            cap=backoff_cap,
             clock=clock,
             pause=pause(sleep, stop_event),
             stop=stop_event,
@@ -152,9 +153,6 @@ class HvacSecretStore:
         session.verify = verify
         session.cert = None
         self._session = session
-        self._peer = network.Peer(
-            settings.address, authenticator.identity, settings.client_cert is not None
-        )
         self._adapter = self.adapter(token="", namespace=settings.namespace)
         self._kv = KvV2(self._adapter)
         self._token_api = Token(self._adapter)
@@ -244,7 +242,8 @@ class HvacSecretStore:
             error = network.exchange_error(
                 exc,
                 where=where,
-                peer=self._peer,
+                vault=self._settings,
+                identity=self._auth.identity,
                 login=login,
                 budget=budget,
                 credentials=[*secrets, *self._credentials()],

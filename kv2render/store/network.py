@@ -14,21 +14,12 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from kv2render.config import VaultSettings
 from kv2render.errors import AuthError, ConfigError, Kv2RenderError, SecretReadError, TransientError
 from kv2render.redact import scrub_http
 
-__all__ = ["Peer", "exchange_error", "tls_error"]
-
-
-@dataclass(frozen=True)
-class Peer:
-    """What an error text may say about the server and the credential in use."""
-
-    address: str  # vault.address
-    identity: str  # the authenticator's: what to check when a credential is refused
-    has_client_cert: bool  # vault.client_cert is set
+__all__ = ["exchange_error", "tls_error"]
 
 
 def chain(exc: BaseException) -> list[BaseException]:
@@ -60,20 +51,22 @@ def exchange_error(
     exc: Exception,
     *,
     where: str,
-    peer: Peer,
+    vault: VaultSettings,
+    identity: str,
     login: bool,
     budget: float,
     credentials: Iterable[str],
 ) -> Kv2RenderError | None:
     """The kv2render error for an exception raised while sending one request, or None when
-    ``exc`` is not a transport failure (the caller re-raises it). ``budget``: the seconds
-    the exchange had; ``credentials``: what it carried, scrubbed from any text."""
+    ``exc`` is not a transport failure (the caller re-raises it). ``identity``: the
+    credential to check (the authenticator's); ``budget``: the seconds the exchange had;
+    ``credentials``: what it carried, scrubbed from any text."""
     import requests
 
     secrets = list(credentials)
-    address = peer.address
+    address = vault.address
     if isinstance(exc, requests.exceptions.SSLError):
-        return tls_error(exc, where=where, peer=peer, login=login, credentials=secrets)
+        return tls_error(exc, where=where, vault=vault, login=login, credentials=secrets)
     if isinstance(exc, requests.exceptions.Timeout):
         return TransientError(f"no answer from {address} within {budget:.3g}s", where=where)
     if isinstance(exc, requests.exceptions.ConnectionError):
@@ -82,7 +75,7 @@ def exchange_error(
         return TransientError(
             f"cannot reach {address} ({reason})",
             where=where,
-            hint=client_cert_hint(peer) if reset else None,
+            hint=client_cert_hint(vault) if reset else None,
         )
     if isinstance(
         exc,
@@ -99,7 +92,7 @@ def exchange_error(
         return AuthError(
             f"a request header holds a character HTTP headers cannot carry ({type(exc).__name__})",
             where=where,
-            hint=f"check {peer.identity} and vault.namespace",
+            hint=f"check {identity} and vault.namespace",
         )
     if isinstance(exc, requests.exceptions.RequestException):
         return TransientError(f"request failed ({short(exc, secrets)})", where=where)
@@ -110,7 +103,7 @@ def tls_error(
     exc: BaseException,
     *,
     where: str,
-    peer: Peer,
+    vault: VaultSettings,
     login: bool,
     credentials: Iterable[str],
 ) -> Kv2RenderError:
@@ -135,13 +128,13 @@ def tls_error(
         )
     reason = short(exc, credentials)
     lowered = reason.lower()
-    if "wrong version number" in lowered and peer.address.startswith("https://"):
+    if "wrong version number" in lowered and vault.address.startswith("https://"):
         # OpenSSL's word for a peer that answered in plain text: a plain-HTTP listener
         # (the real OpenBao dev server, measured). Retrying cannot fix an address.
         return ConfigError(
             f"the server at this address does not speak TLS ({reason})",
             where="vault.address",
-            hint=f"use {peer.address.replace('https://', 'http://', 1)} "
+            hint=f"use {vault.address.replace('https://', 'http://', 1)} "
             "if the server really has no TLS, or check the port",
         )
     if any(s in lowered for s in ("certificate required", "bad certificate", "unknown ca")):
@@ -150,13 +143,13 @@ def tls_error(
             where=where,
             hint="check vault.client_cert / vault.client_key (VAULT_CLIENT_CERT)",
         )
-    return TransientError(f"TLS error ({reason})", where=where, hint=client_cert_hint(peer))
+    return TransientError(f"TLS error ({reason})", where=where, hint=client_cert_hint(vault))
 
 
-def client_cert_hint(peer: Peer) -> str | None:
+def client_cert_hint(vault: VaultSettings) -> str | None:
     """With TLS 1.3 a server that requires a client certificate may just close the
     connection (EOF / reset) instead of sending an alert: say so when none is set."""
-    if peer.address.startswith("https") and not peer.has_client_cert:
+    if vault.address.startswith("https") and vault.client_cert is None:
         return (
             "if the server requires a client certificate, set vault.client_cert and "
             "vault.client_key"

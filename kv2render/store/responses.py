@@ -16,7 +16,6 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -168,24 +167,30 @@ def status_error(
     return error
 
 
-@dataclass(frozen=True)
 class _Answer:
-    """What a status mapping looks at: one answer, read once."""
+    """What a status mapping looks at: one answer, read once. A plain class, not a
+    dataclass: it never leaves this module, and a frozen dataclass costs start-up time
+    (docs/performance.md)."""
 
-    where: str
-    status: int
-    errors: str  # the server's errors strings, on one line and scrubbed
-    body: Any
-    location: SecretLocation | None  # None: a login or a token call
-    identity: str
+    __slots__ = ("body", "detail", "errors", "identity", "location", "login", "status", "where")
 
-    @property
-    def detail(self) -> str:
-        return f": {self.errors}" if self.errors else ""
-
-    @property
-    def login(self) -> bool:
-        return self.location is None
+    def __init__(
+        self,
+        where: str,
+        status: int,
+        errors: str,
+        body: Any,
+        location: SecretLocation | None,
+        identity: str,
+    ) -> None:
+        self.where = where
+        self.status = status
+        self.errors = errors  # the server's errors strings, on one line and scrubbed
+        self.detail = f": {errors}" if errors else ""
+        self.body = body
+        self.location = location  # None: a login or a token call
+        self.login = location is None
+        self.identity = identity
 
 
 def _map_status(answer: _Answer, resp: requests.Response, *, address: str) -> Kv2RenderError:

@@ -1,6 +1,6 @@
 """The retry loop of one store call: backoff, the --once deadline, the daemon's stop.
 
-    Retries.run(where, call)   call(); on TransientError wait (READ_RETRY backoff, a
+    Retries.run(where, call)   call(); on TransientError wait (backoff.READ_*, a
                                Retry-After as a floor) and call again, up to
                                vault.retry.num_retries times, within the deadline
     Retries.set_deadline(...)  --once's once_timeout (KV2-INV-354)
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from kv2render.errors import TransientError
-from kv2render.store.backoff import Backoff
+from kv2render.store.backoff import READ_JITTER, backoff
 
 __all__ = ["Retries"]
 
@@ -39,14 +39,16 @@ class Retries:
         self,
         *,
         max_retries: int,
-        policy: Backoff,
+        base: float,
+        cap: float,
         clock: Callable[[], float],
         pause: Callable[[float], bool],
         stop: threading.Event | None,
         rng: random.Random,
     ) -> None:
         self._max_retries = max(0, max_retries)
-        self._policy = policy
+        self._base = base
+        self._cap = cap
         self._clock = clock
         self._pause = pause  # waits; True when the stop event fired (backoff.pause)
         self._stop = stop
@@ -81,8 +83,15 @@ class Retries:
             try:
                 return call()
             except TransientError as exc:
-                # KV2-INV-054: READ_RETRY, waits drawn from [d/2, d]; Retry-After a floor.
-                delay = self._policy.delay(attempt + 1, self._rng, exc.retry_after)
+                # KV2-INV-054: waits drawn from [d/2, d]; a Retry-After is a floor.
+                delay = backoff(
+                    attempt + 1,
+                    base=self._base,
+                    cap=self._cap,
+                    rng=self._rng,
+                    jitter=READ_JITTER,
+                    retry_after=exc.retry_after,
+                )
                 left = self.left()
                 out_of_time = False
                 if left is not None:
