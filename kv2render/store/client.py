@@ -24,7 +24,6 @@ import logging
 import random
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -120,39 +119,10 @@ class HvacSecretStore:
         self._logged_in = False
         self._closed = False
 
-        import requests
         from hvac.api.auth_methods.token import Token
         from hvac.api.secrets_engines.kv_v2 import KvV2
 
-        verify = not settings.tls_skip_verify
-        if settings.tls_skip_verify:
-            # app.warn_transport logs the warning once per start (KV2-INV-190); urllib3
-            # would otherwise warn on every request (an error under filterwarnings=error).
-            import urllib3
-
-            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
-        session = requests.Session()
-        # No ~/.netrc credentials, REQUESTS_CA_BUNDLE or proxy variables: config.load()
-        # resolved the environment once (STYLE convention 2).
-        session.trust_env = False
-        # Plain http (a loopback dev server, a local agent) gets no SSL context: building
-        # one is ~20 ms of every --once (benchmarks/run.py), and redirects are never
-        # followed, so nothing can move the session to https.
-        https = settings.address.lower().startswith("https://")
-        adapter = transport.adapter_class()(
-            transport.ssl_context(settings) if https else None,
-            settings.tls_server_name,
-            max(1, pool_size),
-        )
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        # The body is read as a stream under a size bound (KV2-INV-282).
-        session.hooks["response"].append(transport.bounded_body_hook)
-        # hvac quirk (§6.1): a session's truthy verify/cert replaces the verify=/cert=
-        # arguments. Both are set explicitly; the CA and client cert live in the SSLContext.
-        session.verify = verify
-        session.cert = None
-        self._session = session
+        self._session = transport.new_session(settings, pool_size)
         self._adapter = self.adapter(token="", namespace=settings.namespace)
         self._kv = KvV2(self._adapter)
         self._token_api = Token(self._adapter)
