@@ -41,7 +41,7 @@ from kv2render.config.auth import (
     TokenFileSettings,
 )
 from kv2render.errors import AuthError
-from kv2render.store.credentials import check_credential, read_credential, stamp
+from kv2render.store.credentials import SecretIdFile, check_credential, read_credential, stamp
 
 __all__ = [
     "DEFAULT_KUBERNETES_TOKEN_PATH",
@@ -225,16 +225,10 @@ def _checked(call: Callable[[], Mapping[str, Any]], method: _Method) -> Mapping[
 
 
 class AppRole(_Method):
-    """AppRole: role_id and secret_id from files (Vault Agent's key names).
-
-    With ``remove_secret_id_file_after_reading`` (default true, as in Vault Agent) the
-    secret_id file is removed once a login with it succeeded, not when it is read as Vault
-    Agent does (KV2-INV-352): a login that fails (an unreachable server, a refusal) leaves
-    the file for the next try. With ``defer_removal`` (--once) the file is kept until
-    :meth:`release_credentials`, called when the whole run succeeded, so that a run that
-    logged in and then failed to write can simply be run again. The value is kept in memory
-    for later re-logins; a new file dropped there later is preferred.
-    """
+    """AppRole: role_id and secret_id from files (Vault Agent's key names). The secret_id
+    file's life (kept in memory for re-logins, removed after a successful login when
+    ``remove_secret_id_file_after_reading``, KV2-INV-352) is :class:`SecretIdFile`'s;
+    ``defer_removal`` (--once) keeps the file until :meth:`release_credentials`."""
 
     method = "approle"
 
@@ -244,41 +238,17 @@ class AppRole(_Method):
         self._mount = auth.mount_path
         self._namespace = auth.namespace
         self._role_id_file = settings.role_id_file_path
-        self._secret_id_file = settings.secret_id_file_path
-        self._remove = settings.remove_secret_id_file_after_reading
-        self._defer_removal = defer_removal
-        self._cached_secret_id = ""
-        self._used: tuple[int, int, int] | None = None  # the file a login succeeded with
-        self._removal_warned = False
+        self._secret_id: SecretIdFile | None = None
+        if settings.secret_id_file_path is not None:
+            self._secret_id = SecretIdFile(
+                settings.secret_id_file_path,
+                remove=settings.remove_secret_id_file_after_reading,
+                defer_removal=defer_removal,
+            )
         self.label = f"approle at {self._mount}"
-        files = f"{self._role_id_file}" + (
-            f" and the secret_id in {self._secret_id_file}" if self._secret_id_file else ""
-        )
+        secret = settings.secret_id_file_path
+        files = f"{self._role_id_file}" + (f" and the secret_id in {secret}" if secret else "")
         self.identity = f"the role_id in {files}"
-
-    def _secret_id(self) -> tuple[str, tuple[int, int, int] | None]:
-        """(secret_id, the stamp of the file it came from; None for the cached value)."""
-        where = "auto_auth.method.config.secret_id_file_path"
-        assert self._secret_id_file is not None
-        path = self._secret_id_file
-        found = stamp(path)
-        if self._cached_secret_id and found is None:
-            return self._cached_secret_id, None
-        try:
-            secret_id = read_credential(path, "secret_id", where)
-        except AuthError as exc:
-            if self._remove and not path.exists():
-                # KV2-FC-351: the usual reason is our own removal after an earlier login.
-                raise AuthError(
-                    exc.message,
-                    where=where,
-                    hint="remove_secret_id_file_after_reading (default true) removes it after "
-                    "a successful login, so an earlier run may have removed it; provide a new "
-                    "secret_id (or set remove_secret_id_file_after_reading: false for a "
-                    "secret_id meant to be reused)",
-                ) from exc
-            raise
-        return secret_id, found
 
     def login(self, transport: LoginTransport) -> LoginResult:
         role_id = read_credential(
@@ -286,57 +256,23 @@ class AppRole(_Method):
         )
         body = {"role_id": role_id}
         used = None
-        if self._secret_id_file is not None:
-            body["secret_id"], used = self._secret_id()
+        if self._secret_id is not None:
+            body["secret_id"], used = self._secret_id.read()
         path = f"{self._mount}/login"
         reply = _checked(lambda: transport.post(path, body, namespace=self._namespace), self)
         result = _login_result(reply, path)
-        if self._secret_id_file is not None:
-            self._cached_secret_id = body["secret_id"]
-            if used is not None:
-                self._used = used
-                if self._remove and not self._defer_removal:
-                    self._remove_used_file()
+        if self._secret_id is not None:
+            self._secret_id.logged_in(body["secret_id"], used)
         return result
 
     def release_credentials(self) -> None:
-        if self._remove and self._defer_removal:
-            self._remove_used_file()
-
-    def _remove_used_file(self) -> None:
-        """Remove the secret_id file a login succeeded with, unless it was replaced since
-        (a new secret_id dropped there is kept for the next login)."""
-        path = self._secret_id_file
-        if path is None or self._used is None:
-            return
-        used, self._used = self._used, None
-        if stamp(path) != used:
-            log.debug("approle: secret_id file %s changed since the login; kept", path)
-            return
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            # KV2-INV-353: a read-only or protected folder (ProtectSystem=strict, EROFS,
-            # EACCES, EPERM) refuses every time: say it once per process, not per login.
-            level = logging.DEBUG if self._removal_warned else logging.WARNING
-            self._removal_warned = True
-            log.log(
-                level,
-                "approle: could not remove secret_id file %s after the login (%s); it stays "
-                "until removed by hand (or set remove_secret_id_file_after_reading: false)",
-                path,
-                exc.strerror or type(exc).__name__,
-            )
-            return
-        log.info("approle: removed secret_id file %s after the login", path)
+        if self._secret_id is not None:
+            self._secret_id.release()
 
     def credential_files(self) -> tuple[Path, ...]:
-        files = [self._role_id_file]
-        if self._secret_id_file is not None:
-            files.append(self._secret_id_file)
-        return tuple(files)
+        if self._secret_id is None:
+            return (self._role_id_file,)
+        return (self._role_id_file, self._secret_id.path)
 
 
 class JwtLogin(_Method):

@@ -4,6 +4,7 @@
                                          AuthError naming the file, never its text
     check_credential(text, ...)          a value fit to send (KV2-INV-351), or AuthError
     stamp(path)                          which file a path is now (inode, size, mtime)
+    SecretIdFile                         an AppRole secret_id file: read, kept, removed
 
 A credential never appears in a log line, an exception or a repr (KV2-INV-001): errors
 name the file or the variable, and say what is wrong in words that never quote the value.
@@ -11,12 +12,17 @@ name the file or the variable, and say what is wrong in words that never quote t
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from kv2render.errors import AuthError
 
-__all__ = ["check_credential", "read_credential", "stamp"]
+__all__ = ["SecretIdFile", "check_credential", "read_credential", "stamp"]
+
+log = logging.getLogger(__name__)
+
+Stamp = tuple[int, int, int]
 
 
 def _bad_character(text: str, *, header: bool) -> str | None:
@@ -84,10 +90,101 @@ def read_credential(path: Path, what: str, where: str, *, header: bool = False) 
     return check_credential(text, source=f"{what} file {path}", where=where, header=header)
 
 
-def stamp(path: Path) -> tuple[int, int, int] | None:
+def stamp(path: Path) -> Stamp | None:
     """Which file ``path`` is now (inode, size, mtime), or None when there is none."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class SecretIdFile:
+    """An AppRole secret_id file (Vault Agent's ``secret_id_file_path``).
+
+    With ``remove`` (``remove_secret_id_file_after_reading``, default true as in Vault
+    Agent) the file is removed once a login with it succeeded, not when it is read as Vault
+    Agent does (KV2-INV-352): a login that fails (an unreachable server, a refusal) leaves
+    the file for the next try. With ``defer_removal`` (--once) the file is kept until
+    :meth:`release`, called when the whole run succeeded, so that a run that logged in and
+    then failed to write can simply be run again. The value is kept in memory for later
+    re-logins; a new file dropped there later is preferred.
+    """
+
+    _WHERE = "auto_auth.method.config.secret_id_file_path"
+
+    def __init__(self, path: Path, *, remove: bool, defer_removal: bool) -> None:
+        self.path = path
+        self._remove = remove
+        self._defer_removal = defer_removal
+        self._cached = ""
+        self._used: Stamp | None = None  # the file a login succeeded with
+        self._removal_warned = False
+
+    def __repr__(self) -> str:  # the path only, never the cached value
+        return f"<SecretIdFile {self.path}>"
+
+    def read(self) -> tuple[str, Stamp | None]:
+        """(secret_id, the stamp of the file it came from; None for the cached value)."""
+        path = self.path
+        found = stamp(path)
+        if self._cached and found is None:
+            return self._cached, None
+        try:
+            secret_id = read_credential(path, "secret_id", self._WHERE)
+        except AuthError as exc:
+            if self._remove and not path.exists():
+                # KV2-FC-351: the usual reason is our own removal after an earlier login.
+                raise AuthError(
+                    exc.message,
+                    where=self._WHERE,
+                    hint="remove_secret_id_file_after_reading (default true) removes it after "
+                    "a successful login, so an earlier run may have removed it; provide a new "
+                    "secret_id (or set remove_secret_id_file_after_reading: false for a "
+                    "secret_id meant to be reused)",
+                ) from exc
+            raise
+        return secret_id, found
+
+    def logged_in(self, secret_id: str, used: Stamp | None) -> None:
+        """A login with ``secret_id`` succeeded; ``used``: the file it came from (None when
+        it was the cached value)."""
+        self._cached = secret_id
+        if used is not None:
+            self._used = used
+            if self._remove and not self._defer_removal:
+                self._remove_used_file()
+
+    def release(self) -> None:
+        """The run is done and succeeded (--once): remove the file now if asked to."""
+        if self._remove and self._defer_removal:
+            self._remove_used_file()
+
+    def _remove_used_file(self) -> None:
+        """Remove the secret_id file a login succeeded with, unless it was replaced since
+        (a new secret_id dropped there is kept for the next login)."""
+        path = self.path
+        if self._used is None:
+            return
+        used, self._used = self._used, None
+        if stamp(path) != used:
+            log.debug("approle: secret_id file %s changed since the login; kept", path)
+            return
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            # KV2-INV-353: a read-only or protected folder (ProtectSystem=strict, EROFS,
+            # EACCES, EPERM) refuses every time: say it once per process, not per login.
+            level = logging.DEBUG if self._removal_warned else logging.WARNING
+            self._removal_warned = True
+            log.log(
+                level,
+                "approle: could not remove secret_id file %s after the login (%s); it stays "
+                "until removed by hand (or set remove_secret_id_file_after_reading: false)",
+                path,
+                exc.strerror or type(exc).__name__,
+            )
+            return
+        log.info("approle: removed secret_id file %s after the login", path)
