@@ -1,62 +1,53 @@
-"""``auto_auth.method``, parsed once into typed settings (KV2-INV-030).
+"""``auto_auth.method``, parsed once into typed settings (KV2-INV-030): the part every
+run needs.
 
     AuthSettings(type, mount_path, namespace, config, backoff, exit_on_err)
       config: one frozen dataclass per method, its fields named as Vault Agent names the
-      keys of ``auto_auth.method.config`` (vault-agent.md §1.5; bearer_token_file and mtls
-      are kv2render's, issue 6), paths resolved against the config's folder:
+      keys of ``auto_auth.method.config`` (vault-agent.md §1.5), paths resolved:
 
-        token_env          TokenEnvSettings         no auto_auth: BAO_TOKEN / VAULT_TOKEN
-        token_file         TokenFileSettings        token_file_path
-        approle            AppRoleSettings          role_id_file_path, secret_id_file_path, ...
-        kubernetes         KubernetesSettings       role, token_path
-        jwt                JwtSettings              role, path
-        cert               CertSettings             name; the TLS client certificate
-        bearer_token_file  BearerTokenFileSettings  token_file_path
-        mtls               MtlsSettings             the TLS client certificate
+        token_env          TokenEnvSettings (here)  no auto_auth: BAO_TOKEN / VAULT_TOKEN
+        token_file, approle, kubernetes, jwt, cert, bearer_token_file, mtls
+                           config/methods.py        (TokenFileSettings, AppRoleSettings, ...)
 
-:func:`parse_method` is the one validation of the method block; the store's auth methods
-take these settings as they are and check nothing again. A login mount path is
-normalised in one place, :func:`login_mount`.
+The auto_auth methods' settings and their one parser (:func:`methods.parse_method`) live in
+``methods.py``, imported only when a config has ``auto_auth``: a token from the
+environment, the common ``--once`` case, does not pay for seven frozen dataclasses at
+start-up (KV2-NFR-230, docs/performance.md). The store's auth methods take these settings
+as they are and check nothing again. A login mount path is normalised in one place,
+:func:`login_mount`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar, Literal, cast
-
-from kv2render.config.values import Section, as_bool, as_path, as_str, parse_duration
-from kv2render.errors import ConfigError
+from typing import Any, ClassVar, Literal, Protocol
 
 __all__ = [
-    "DEFAULT_KUBERNETES_TOKEN_PATH",
-    "AppRoleSettings",
     "AuthSettings",
     "AuthType",
-    "BearerTokenFileSettings",
-    "CertSettings",
-    "JwtSettings",
-    "KubernetesSettings",
-    "MethodConfig",
-    "MtlsSettings",
+    "MethodSettings",
     "TokenEnvSettings",
-    "TokenFileSettings",
     "config_keys",
     "login_mount",
-    "parse_method",
 ]
 
 AuthType = Literal[
     "token_env", "token_file", "approle", "kubernetes", "jwt", "cert", "bearer_token_file", "mtls"
 ]
 
-DEFAULT_KUBERNETES_TOKEN_PATH = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-
 # A field that is not a key of auto_auth.method.config (the environment token, the client
 # certificate taken from the vault block): left out of config_keys().
-_NOT_A_KEY = {"config_key": False}
+NOT_A_KEY = {"config_key": False}
+MOUNTED_METHODS = ("approle", "kubernetes", "jwt", "cert")
+
+
+class MethodSettings(Protocol):
+    """What every method's settings have: the method they are for (a frozen dataclass
+    each: TokenEnvSettings here, the others in config/methods.py)."""
+
+    method: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # a dataclass: config_keys() reads its fields
 
 
 @dataclass(frozen=True)
@@ -64,82 +55,14 @@ class TokenEnvSettings:
     """No auto_auth: the token came from BAO_TOKEN / VAULT_TOKEN (never in a repr)."""
 
     method: ClassVar[str] = "token_env"
-    token: str | None = field(default=None, repr=False, metadata=_NOT_A_KEY)
-    variable: str | None = field(default=None, metadata=_NOT_A_KEY)  # where the token came from
-
-
-@dataclass(frozen=True)
-class TokenFileSettings:
-    method: ClassVar[str] = "token_file"
-    token_file_path: Path
-
-
-@dataclass(frozen=True)
-class AppRoleSettings:
-    method: ClassVar[str] = "approle"
-    role_id_file_path: Path
-    secret_id_file_path: Path | None = None
-    # Vault Agent default: true (auth/approle/approle.go); a consumed secret_id is gone.
-    remove_secret_id_file_after_reading: bool = True
-
-
-@dataclass(frozen=True)
-class KubernetesSettings:
-    method: ClassVar[str] = "kubernetes"
-    role: str
-    token_path: Path = DEFAULT_KUBERNETES_TOKEN_PATH
-
-
-@dataclass(frozen=True)
-class JwtSettings:
-    method: ClassVar[str] = "jwt"
-    role: str
-    path: Path
-
-
-@dataclass(frozen=True)
-class CertSettings:
-    """TLS certificate auth: the client certificate of the connection is the credential."""
-
-    method: ClassVar[str] = "cert"
-    client_cert: Path = field(metadata=_NOT_A_KEY)  # vault.client_cert
-    client_key: Path = field(metadata=_NOT_A_KEY)  # vault.client_key
-    name: str | None = None  # the cert role; None: the server picks by certificate
-
-
-@dataclass(frozen=True)
-class BearerTokenFileSettings:
-    method: ClassVar[str] = "bearer_token_file"
-    token_file_path: Path
-
-
-@dataclass(frozen=True)
-class MtlsSettings:
-    """No login, no token: the TLS client certificate is the identity."""
-
-    method: ClassVar[str] = "mtls"
-    client_cert: Path = field(metadata=_NOT_A_KEY)
-    client_key: Path = field(metadata=_NOT_A_KEY)
-
-
-MethodConfig = (
-    TokenEnvSettings
-    | TokenFileSettings
-    | AppRoleSettings
-    | KubernetesSettings
-    | JwtSettings
-    | CertSettings
-    | BearerTokenFileSettings
-    | MtlsSettings
-)
-
-_MOUNTED_METHODS = ("approle", "kubernetes", "jwt", "cert")
+    token: str | None = field(default=None, repr=False, metadata=NOT_A_KEY)
+    variable: str | None = field(default=None, metadata=NOT_A_KEY)  # where the token came from
 
 
 def login_mount(kind: str, mount_path: str) -> str:
     """The one reading of a login mount: 'auth/<type>' by default, and a bare
     'approle-prod' means 'auth/approle-prod'; '' for a method with no login mount."""
-    if kind not in _MOUNTED_METHODS:
+    if kind not in MOUNTED_METHODS:
         return ""
     mount = mount_path.strip("/") or f"auth/{kind}"
     return mount if mount.startswith("auth/") else f"auth/{mount}"
@@ -153,7 +76,7 @@ class AuthSettings:
     type: AuthType
     mount_path: str = ""  # normalised by login_mount(): 'auth/<type>' by default
     namespace: str | None = None  # login requests only
-    config: MethodConfig = field(default_factory=TokenEnvSettings)
+    config: MethodSettings = field(default_factory=TokenEnvSettings)
     # Vault Agent's auto_auth.method backoff keys (autoauth/index.mdx): 1s doubling to 5m.
     min_backoff: float = 1.0
     max_backoff: float = 300.0
@@ -166,7 +89,7 @@ class AuthSettings:
         object.__setattr__(self, "mount_path", login_mount(self.type, self.mount_path))
 
 
-def config_keys(config: MethodConfig) -> dict[str, Any]:
+def config_keys(config: MethodSettings) -> dict[str, Any]:
     """The method's ``auto_auth.method.config`` keys that are set, as parsed (for
     ``describe()`` and ``check``'s warnings). Never a credential: only paths and names."""
     return {
@@ -174,155 +97,3 @@ def config_keys(config: MethodConfig) -> dict[str, Any]:
         for f in dataclasses.fields(config)
         if f.metadata.get("config_key", True) and getattr(config, f.name) is not None
     }
-
-
-# --------------------------------------------------------------------------- parsing
-
-_METHOD_KEYS = (
-    "type",
-    "mount_path",
-    "namespace",
-    "config",
-    "min_backoff",
-    "max_backoff",
-    "exit_on_err",
-)
-
-# Method -> {config key: (kind, required, default)}, in the order keys are checked.
-_Kind = Literal["path", "str", "bool"]
-_METHOD_CONFIG: dict[str, dict[str, tuple[_Kind, bool, Any]]] = {
-    "token_file": {"token_file_path": ("path", True, None)},
-    "approle": {
-        "role_id_file_path": ("path", True, None),
-        "secret_id_file_path": ("path", False, None),
-        "remove_secret_id_file_after_reading": ("bool", False, True),
-    },
-    "kubernetes": {
-        "role": ("str", True, None),
-        "token_path": ("path", False, str(DEFAULT_KUBERNETES_TOKEN_PATH)),
-    },
-    "jwt": {"role": ("str", True, None), "path": ("path", True, None)},
-    "cert": {"name": ("str", False, None)},
-    "bearer_token_file": {"token_file_path": ("path", True, None)},
-    "mtls": {},
-}
-_SETTINGS: dict[str, type[MethodConfig]] = {
-    "token_file": TokenFileSettings,
-    "approle": AppRoleSettings,
-    "kubernetes": KubernetesSettings,
-    "jwt": JwtSettings,
-    "cert": CertSettings,
-    "bearer_token_file": BearerTokenFileSettings,
-    "mtls": MtlsSettings,
-}
-_CLIENT_CERT_METHODS = ("cert", "mtls")
-
-
-def _method_label(raw: Any) -> Any:
-    """HCL's ``method "approle" { ... }`` arrives as ``{"approle": {...}}``."""
-    if isinstance(raw, Mapping) and "type" not in raw and len(raw) == 1:
-        ((label, body),) = raw.items()
-        if label not in _METHOD_KEYS and isinstance(body, Mapping):
-            return {"type": label, **body}
-    return raw
-
-
-def parse_method(
-    raw: Any, base: Path, client_cert: tuple[Path | None, Path | None] | None
-) -> AuthSettings | None:
-    """``auto_auth.method`` -> AuthSettings, or ConfigError naming the key and the fix.
-
-    ``client_cert``: vault.client_cert and vault.client_key, or None when the vault block
-    has a problem of its own (already recorded); a cert or mtls method then yields None.
-    """
-    sec = Section(_method_label(raw), "auto_auth.method", _METHOD_KEYS)
-    if not sec.has("type"):
-        raise ConfigError(
-            "is required", where=sec.at("type"), hint=f"one of {', '.join(_METHOD_CONFIG)}"
-        )
-    kind = as_str(sec.get("type"), sec.at("type"))
-    if kind not in _METHOD_CONFIG:
-        close = _close_matches(kind, _METHOD_CONFIG)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(
-            f"auth method '{kind}' is not supported",
-            where=sec.at("type"),
-            hint=f"{hint}supported: {', '.join(_METHOD_CONFIG)}",
-        )
-    # The checks run in the order the keys were always checked: one error per block.
-    cert_pair = _client_cert(sec, kind, client_cert)
-    mount_path = _mount_path(sec, kind)
-    min_backoff = sec.opt("min_backoff", parse_duration) or 1.0
-    max_backoff = sec.opt("max_backoff", parse_duration) or 300.0
-    if max_backoff < min_backoff:
-        raise ConfigError("must not be smaller than min_backoff", where=sec.at("max_backoff"))
-    namespace = sec.opt("namespace", as_str)
-    keys = _method_config(sec, kind, base)
-    if kind in _CLIENT_CERT_METHODS:
-        if cert_pair is None:
-            return None
-        keys.update(client_cert=cert_pair[0], client_key=cert_pair[1])
-    return AuthSettings(
-        type=cast(AuthType, kind),
-        mount_path=mount_path,
-        namespace=namespace,
-        config=_SETTINGS[kind](**keys),
-        min_backoff=min_backoff,
-        max_backoff=max_backoff,
-        exit_on_err=bool(sec.opt("exit_on_err", as_bool)),
-    )
-
-
-def _client_cert(
-    sec: Section, kind: str, client_cert: tuple[Path | None, Path | None] | None
-) -> tuple[Path, Path] | None:
-    """The client certificate a cert or mtls method needs, from the vault block."""
-    if kind not in _CLIENT_CERT_METHODS or client_cert is None:
-        return None
-    cert, key = client_cert
-    if cert is None or key is None:
-        raise ConfigError(
-            f"method '{kind}' needs vault.client_cert and vault.client_key",
-            where=sec.at("type"),
-            hint="set them in the vault block or VAULT_CLIENT_CERT/VAULT_CLIENT_KEY",
-        )
-    return cert, key
-
-
-def _mount_path(sec: Section, kind: str) -> str:
-    if kind not in _MOUNTED_METHODS:
-        if sec.has("mount_path"):
-            raise ConfigError(f"method '{kind}' has no login mount", where=sec.at("mount_path"))
-        return ""
-    raw = sec.opt("mount_path", as_str) or ""
-    if raw and not raw.strip("/"):
-        raise ConfigError("must not be empty", where=sec.at("mount_path"))
-    return login_mount(kind, raw)
-
-
-def _method_config(method: Section, kind: str, base: Path) -> dict[str, Any]:
-    spec = _METHOD_CONFIG[kind]
-    sec = method.section("config", tuple(spec))
-    out: dict[str, Any] = {}
-    for key, (value_kind, required, default) in spec.items():
-        value = sec.get(key)
-        if value is None:
-            if required:
-                raise ConfigError(f"is required for method '{kind}'", where=sec.at(key))
-            if default is None:
-                continue
-            value = default
-        if value_kind == "path":
-            out[key] = as_path(value, sec.at(key), base)
-        elif value_kind == "bool":
-            out[key] = as_bool(value, sec.at(key))
-        else:
-            out[key] = as_str(value, sec.at(key))
-    return out
-
-
-def _close_matches(word: str, possibilities: Any) -> list[str]:
-    """difflib's suggestion, imported only when a value is wrong."""
-    import difflib
-
-    return difflib.get_close_matches(word, possibilities, n=1, cutoff=0.6)

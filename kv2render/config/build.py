@@ -19,7 +19,7 @@ from kv2render.config import (
     TemplateSpec,
     VaultSettings,
 )
-from kv2render.config.auth import AuthSettings, TokenEnvSettings, parse_method
+from kv2render.config.auth import AuthSettings, TokenEnvSettings
 from kv2render.config.sources import env_lookup
 from kv2render.config.values import (
     Section,
@@ -246,6 +246,9 @@ def _auth_settings(
     auto_auth = top.section("auto_auth", ("method",))
     if not auto_auth.has("method"):
         raise ConfigError("is required", where="auto_auth.method", hint="add method: {type: ...}")
+    # Imported here: a token from the environment needs none of the methods' settings.
+    from kv2render.config.methods import parse_method
+
     # ``vault`` None: the vault block has a problem of its own, already recorded.
     client_cert = None if vault is None else (vault.client_cert, vault.client_key)
     return parse_method(auto_auth.get("method"), base, client_cert)

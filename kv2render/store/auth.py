@@ -26,25 +26,25 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kv2render.config.auth import (
-    DEFAULT_KUBERNETES_TOKEN_PATH,
-    AppRoleSettings,
-    AuthSettings,
-    BearerTokenFileSettings,
-    CertSettings,
-    JwtSettings,
-    KubernetesSettings,
-    MtlsSettings,
-    TokenEnvSettings,
-    TokenFileSettings,
-)
+from kv2render.config.auth import AuthSettings, TokenEnvSettings
 from kv2render.errors import AuthError
 from kv2render.store.credentials import SecretIdFile, check_credential, read_credential, stamp
 
+if TYPE_CHECKING:
+    # config.methods is loaded only when a config has auto_auth (config/auth.py).
+    from kv2render.config.methods import (
+        AppRoleSettings,
+        BearerTokenFileSettings,
+        CertSettings,
+        JwtSettings,
+        KubernetesSettings,
+        MtlsSettings,
+        TokenFileSettings,
+    )
+
 __all__ = [
-    "DEFAULT_KUBERNETES_TOKEN_PATH",
     "Authenticator",
     "LoginResult",
     "LoginTransport",
@@ -284,6 +284,8 @@ class JwtLogin(_Method):
         self._mount = auth.mount_path
         self._namespace = auth.namespace
         self._role = settings.role
+        from kv2render.config.methods import KubernetesSettings
+
         if isinstance(settings, KubernetesSettings):
             self._jwt_file, self._path_key = settings.token_path, "token_path"
         else:
@@ -387,6 +389,16 @@ def build_authenticator(auth: AuthSettings, *, once: bool = False) -> Authentica
     settings = auth.config
     if isinstance(settings, TokenEnvSettings):
         return TokenEnv(settings)
+    from kv2render.config.methods import (
+        AppRoleSettings,
+        BearerTokenFileSettings,
+        CertSettings,
+        JwtSettings,
+        KubernetesSettings,
+        MtlsSettings,
+        TokenFileSettings,
+    )
+
     if isinstance(settings, TokenFileSettings):
         return TokenFile(settings)
     if isinstance(settings, AppRoleSettings):
@@ -397,4 +409,6 @@ def build_authenticator(auth: AuthSettings, *, once: bool = False) -> Authentica
         return CertLogin(auth, settings)
     if isinstance(settings, BearerTokenFileSettings):
         return BearerTokenFile(settings)
-    return Mtls(settings)
+    if isinstance(settings, MtlsSettings):
+        return Mtls(settings)
+    raise TypeError(f"no auth method for {type(settings).__name__}")  # a bug, not bad input

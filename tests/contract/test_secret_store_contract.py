@@ -39,7 +39,7 @@ import requests
 
 from kv2render import jsonnum
 from kv2render.config import AuthSettings, Config, TemplateConfig, VaultSettings
-from kv2render.config.auth import TokenFileSettings
+from kv2render.config.methods import TokenFileSettings
 from kv2render.daemon.loop import DaemonStore
 from kv2render.errors import (
     AccessDeniedError,

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from kv2render.config import AuthSettings, VaultSettings
-from kv2render.config.auth import AppRoleSettings, MtlsSettings, TokenEnvSettings, parse_method
+from kv2render.config.auth import TokenEnvSettings
+from kv2render.config.methods import AppRoleSettings, MtlsSettings, parse_method
 from kv2render.devserver import DevServer
 from kv2render.errors import (
     AccessDeniedError,

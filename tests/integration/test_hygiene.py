@@ -1061,7 +1061,8 @@ def test_store_runner_and_auth_reprs_and_errors(
     from kv2render import runner
     from kv2render.config import AuthSettings, VaultSettings
     from kv2render.config import load as load_config
-    from kv2render.config.auth import TokenEnvSettings, parse_method
+    from kv2render.config.auth import TokenEnvSettings
+    from kv2render.config.methods import parse_method
     from kv2render.errors import Kv2RenderError
     from kv2render.refs import SecretLocation, parse_ref
     from kv2render.store.auth import LoginResult, build_authenticator

@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 
 from kv2render.config import AuthSettings, Config, VaultSettings
-from kv2render.config.auth import AppRoleSettings, TokenEnvSettings
+from kv2render.config.auth import TokenEnvSettings
+from kv2render.config.methods import AppRoleSettings
 from kv2render.devserver import DevServer
 from kv2render.errors import AuthError, TransientError
 from kv2render.redact import scrub_http

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from kv2render.config import AuthSettings, VaultSettings
-from kv2render.config.auth import BearerTokenFileSettings, JwtSettings, TokenEnvSettings
+from kv2render.config.auth import TokenEnvSettings
+from kv2render.config.methods import BearerTokenFileSettings, JwtSettings
 from kv2render.errors import (
     AccessDeniedError,
     AuthError,

@@ -15,7 +15,7 @@ import yaml
 
 from kv2render.config import Config, load
 from kv2render.config import agent as agentconfig
-from kv2render.config.auth import TokenFileSettings
+from kv2render.config.methods import TokenFileSettings
 from kv2render.errors import ConfigError, WriteError
 from kv2render.output.status import PidFile
 

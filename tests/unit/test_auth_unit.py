@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from kv2render.config import AuthSettings, VaultSettings
-from kv2render.config.auth import TokenEnvSettings, parse_method
+from kv2render.config.auth import TokenEnvSettings
+from kv2render.config.methods import DEFAULT_KUBERNETES_TOKEN_PATH, parse_method
 from kv2render.errors import AuthError, ConfigError
 from kv2render.store.auth import (
-    DEFAULT_KUBERNETES_TOKEN_PATH,
     Authenticator,
     LoginResult,
     build_authenticator,

@@ -20,7 +20,7 @@ import pytest
 
 from kv2render import runner
 from kv2render.config import AuthSettings, Config, TemplateConfig, TemplateSpec, VaultSettings
-from kv2render.config.auth import AppRoleSettings
+from kv2render.config.methods import AppRoleSettings
 from kv2render.daemon.loop import Daemon, FilesChanged, ReloadRequested, TickEvent, backoff
 from kv2render.errors import (
     AccessDeniedError,
