@@ -20,23 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from kv2render import logsetup, runner
 from kv2render.config import Config, load
+from kv2render.config.auth import TokenEnvSettings, config_keys
 from kv2render.errors import ConfigError, Kv2RenderError, raise_all
 from kv2render.logsetup import count
 from kv2render.output.instance import destinations, instance_lock, remove_leftover_temp_files
-from kv2render.store.client import SecretStore
 from kv2render.store.transport import transport_warnings, warn_transport
 
 if TYPE_CHECKING:
-    pass
+    from kv2render.store.client import SessionStore
 
 log = logging.getLogger(__name__)
-
-
-def open_store(cfg: Config, *, once: bool = False) -> Any:
-    """The real store for ``cfg`` (hvac is imported here, lazily, and only through vault.py)."""
-    from kv2render.store.client import open_store as _open
-
-    return _open(cfg, once=once)
 
 
 def _once_cleanup(cfg: Config) -> None:
@@ -54,7 +47,7 @@ def _once_cleanup(cfg: Config) -> None:
             lock.release()
 
 
-def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
+def render_once(cfg: Config, *, store: SessionStore | None = None) -> int:
     """``kv2render --once``: one pass over every template; the pass's exit code."""
     from kv2render.hardening import disable_core_dumps
 
@@ -72,23 +65,23 @@ def render_once(cfg: Config, *, store: SecretStore | None = None) -> int:
         pid_file = PidFile(cfg.pid_file)
         pid_file.write()
     own = store is None
-    active: Any = None
+    active: SessionStore | None = None
     try:
         # Inside the try: a malformed VAULT_TOKEN is refused here (KV2-INV-351), and the
-        # pid file must still go.
-        active = open_store(cfg, once=True) if store is None else store
-        set_deadline = getattr(active, "set_deadline", None)
-        if callable(set_deadline):
-            # KV2-INV-354: waiting for the server (logins, reads, retries) is bounded.
-            set_deadline(cfg.once_timeout, f"--timeout {cfg.once_timeout:g}s")
-        login = getattr(active, "login", None)
-        if callable(login):
-            login()
+        # pid file must still go. hvac is imported here, lazily, by the one opener.
+        if store is None:
+            from kv2render.store.client import open_store
+
+            active = open_store(cfg, once=True)
+        else:
+            active = store
+        # KV2-INV-354: waiting for the server (logins, reads, retries) is bounded.
+        active.set_deadline(cfg.once_timeout, f"--timeout {cfg.once_timeout:g}s")
+        active.login()
         report = runner.run_pass(prepared, active, concurrency=cfg.template_config.concurrency)
-        authenticator = getattr(active, "authenticator", None)
-        if report.exit_code == 0 and authenticator is not None:
+        if report.exit_code == 0:
             # KV2-INV-352: --once keeps the AppRole secret_id file until the run succeeded.
-            authenticator.release_credentials()
+            active.authenticator.release_credentials()
     finally:
         if own and active is not None:
             active.close()
@@ -207,7 +200,7 @@ def offline_warnings(cfg: Config) -> list[str]:
         if not path.exists():
             found.append(f"{where}: {what} {path} does not exist on this host")
 
-    for key, value in sorted(cfg.auth.config.items()):
+    for key, value in sorted(config_keys(cfg.auth.config).items()):
         if isinstance(value, Path):
             missing(f"auto_auth.method.config.{key}", value, "credential file")
     for key in ("client_cert", "client_key", "ca_cert", "ca_path"):
@@ -222,7 +215,7 @@ def offline_warnings(cfg: Config) -> list[str]:
                 f"{spec.where}.destination: folder {folder} does not exist on this host "
                 "(create it, or set create_dest_dirs: true)"
             )
-    if cfg.auth.type == "token_env" and cfg.auth.env_token_var is None:
+    if isinstance(cfg.auth.config, TokenEnvSettings) and cfg.auth.config.variable is None:
         found.append(
             "auto_auth: no token source: auto_auth is not configured and VAULT_TOKEN/BAO_TOKEN "
             "are unset here; a run needs one of them"

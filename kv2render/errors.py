@@ -69,6 +69,14 @@ class Kv2RenderError(Exception):
     """
 
     exit_code: int = 1
+    # The HTTP status of the server answer this error maps, when it maps one: the store
+    # tells a 403 (worth one fresh login) from other AuthErrors by it. Set by the store's
+    # response mapping; None for every error that is not an HTTP answer.
+    http_status: int | None = None
+    # A server's Retry-After in seconds, when it sent one: a floor for the next wait
+    # (kv2render.store.backoff). Only TransientError sets it; declared here so that a
+    # caller holding any Kv2RenderError reads it without a getattr.
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
         self.message = message

@@ -41,10 +41,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from kv2render.config.auth import (
+    AuthSettings,
+    AuthType,
+    TokenEnvSettings,
+    config_keys,
+)
 from kv2render.config.supervise import EnvTemplateSpec, ExecSpec
 from kv2render.config.values import kind_of, parse_duration
 from kv2render.errors import ConfigError
@@ -71,10 +77,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-AuthType = Literal[
-    "token_env", "token_file", "approle", "kubernetes", "jwt", "cert", "bearer_token_file", "mtls"
-]
-
 
 @dataclass(frozen=True)
 class VaultSettings:
@@ -88,23 +90,6 @@ class VaultSettings:
     namespace: str | None = None
     num_retries: int = 12  # resolved count of retries; the file's 0 means 12 and -1 means 0
     timeout: float = 30.0  # seconds per request (connect and read)
-
-
-@dataclass(frozen=True)
-class AuthSettings:
-    """auto_auth.method. ``type == "token_env"`` when there is no auto_auth: the token
-    then came from BAO_TOKEN / VAULT_TOKEN and sits in ``env_token`` (never in a repr)."""
-
-    type: AuthType
-    mount_path: str = ""  # 'auth/<type>' by default; '' for token_env/token_file/bearer/mtls
-    namespace: str | None = None  # login requests only
-    config: Mapping[str, Any] = field(default_factory=dict)  # method keys, paths resolved
-    env_token: str | None = field(default=None, repr=False)
-    env_token_var: str | None = None  # BAO_TOKEN or VAULT_TOKEN: where env_token came from
-    # Vault Agent's auto_auth.method backoff keys (autoauth/index.mdx): 1s doubling to 5m.
-    min_backoff: float = 1.0
-    max_backoff: float = 300.0
-    exit_on_err: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,7 +189,7 @@ def load(
     ``os.environ``; it is read here and nowhere else.
 
     ``require_credentials=False`` is for the offline ``check``: with no ``auto_auth`` and no
-    BAO_TOKEN/VAULT_TOKEN, ``auth.env_token`` is left ``None`` instead of failing.
+    BAO_TOKEN/VAULT_TOKEN, ``auth.config.token`` is left ``None`` instead of failing.
     """
     # Imported here: these stages import the dataclasses above (no import cycle).
     from kv2render.config.build import build
@@ -277,10 +262,10 @@ def _tree(
 def auth_source(auth: AuthSettings) -> str:
     """Where the token comes from, in the operator's words, for logs and ``check``: never
     the internal name ``token_env`` (KV2-INV-399)."""
-    if auth.type == "token_env":
-        if auth.env_token_var is None:
+    if isinstance(auth.config, TokenEnvSettings):
+        if auth.config.variable is None:
             return "no token (VAULT_TOKEN and BAO_TOKEN are unset and auto_auth is not set)"
-        return f"{auth.env_token_var} from the environment"
+        return f"{auth.config.variable} from the environment"
     if auth.mount_path:
         return f"auto_auth {auth.type} at {auth.mount_path}"
     return f"auto_auth {auth.type}"
@@ -307,8 +292,10 @@ def describe(config: Config) -> dict[str, Any]:
             "type": auth.type,
             "mount_path": auth.mount_path,
             "namespace": auth.namespace,
-            "config": {k: _jsonable(v) for k, v in auth.config.items()},
-            "token_present": auth.env_token is not None if auth.type == "token_env" else None,
+            "config": {k: _jsonable(v) for k, v in config_keys(auth.config).items()},
+            "token_present": (
+                auth.config.token is not None if isinstance(auth.config, TokenEnvSettings) else None
+            ),
         },
         "template_config": {
             "static_secret_render_interval": config.template_config.static_secret_render_interval,

@@ -10,19 +10,17 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
 
 from kv2render import refs
 from kv2render.config import (
-    AuthSettings,
-    AuthType,
     Config,
     MetricsSettings,
     TemplateConfig,
     TemplateSpec,
     VaultSettings,
 )
+from kv2render.config.auth import AuthSettings, TokenEnvSettings
 from kv2render.config.sources import env_lookup
 from kv2render.config.supervise import supervisor_settings
 from kv2render.config.values import (
@@ -71,15 +69,6 @@ _VAULT_KEYS = (
     "retry",
     "timeout",
 )
-_METHOD_KEYS = (
-    "type",
-    "mount_path",
-    "namespace",
-    "config",
-    "min_backoff",
-    "max_backoff",
-    "exit_on_err",
-)
 _TEMPLATE_CONFIG_KEYS = (
     "static_secret_render_interval",
     "exit_on_retry_failure",
@@ -108,30 +97,6 @@ _TEMPLATE_KEYS = (
 )
 # Keys that make sense for a Jinja2/consul-template body but not for a raw `ref:` output.
 _TEMPLATE_ONLY_KEYS = ("syntax", "left_delimiter", "right_delimiter", "error_on_missing_key")
-
-# Method -> {config key: (kind, required, default)}. Key names are Vault Agent's
-# (vault-agent.md §1.5); bearer_token_file and mtls are kv2render's (issue 6, OVHcloud).
-_Kind = Literal["path", "str", "bool"]
-_METHOD_CONFIG: dict[str, dict[str, tuple[_Kind, bool, Any]]] = {
-    "token_file": {"token_file_path": ("path", True, None)},
-    "approle": {
-        "role_id_file_path": ("path", True, None),
-        "secret_id_file_path": ("path", False, None),
-        # Vault Agent default: true (auth/approle/approle.go); a consumed secret_id is gone.
-        "remove_secret_id_file_after_reading": ("bool", False, True),
-    },
-    "kubernetes": {
-        "role": ("str", True, None),
-        "token_path": ("path", False, "/var/run/secrets/kubernetes.io/serviceaccount/token"),
-    },
-    "jwt": {"role": ("str", True, None), "path": ("path", True, None)},
-    "cert": {"name": ("str", False, None)},
-    "bearer_token_file": {"token_file_path": ("path", True, None)},
-    "mtls": {},
-}
-_MOUNTED_METHODS = ("approle", "kubernetes", "jwt", "cert")
-_CLIENT_CERT_METHODS = ("cert", "mtls")
-
 
 _T = TypeVar("_T")
 
@@ -294,7 +259,8 @@ def _auth_settings(
     base: Path,
     environ: Mapping[str, str],
     require_credentials: bool,
-) -> AuthSettings:
+) -> AuthSettings | None:
+    """None only when the vault block failed and the method needs its client certificate."""
     if not top.has("auto_auth"):
         # Issue 4: with no auto_auth the token comes from the environment. With auto_auth,
         # an environment token is ignored (Vault Agent blanks the runner's token too).
@@ -307,92 +273,18 @@ def _auth_settings(
             )
         if found is None:
             return AuthSettings(type="token_env")
-        return AuthSettings(type="token_env", env_token=found[1], env_token_var=found[0])
+        return AuthSettings(
+            type="token_env", config=TokenEnvSettings(token=found[1], variable=found[0])
+        )
     auto_auth = top.section("auto_auth", ("method",))
     if not auto_auth.has("method"):
         raise ConfigError("is required", where="auto_auth.method", hint="add method: {type: ...}")
-    return _method(auto_auth.get("method"), vault, base)
+    # Imported here: a token from the environment needs none of the methods' settings.
+    from kv2render.config.methods import parse_method
 
-
-def _method_label(raw: Any) -> Any:
-    """HCL's ``method "approle" { ... }`` arrives as ``{"approle": {...}}``."""
-    if isinstance(raw, Mapping) and "type" not in raw and len(raw) == 1:
-        ((label, body),) = raw.items()
-        if label not in _METHOD_KEYS and isinstance(body, Mapping):
-            return {"type": label, **body}
-    return raw
-
-
-def _method(raw: Any, vault: VaultSettings | None, base: Path) -> AuthSettings:
-    """``vault`` None: the vault block has a problem of its own, already recorded."""
-    sec = Section(_method_label(raw), "auto_auth.method", _METHOD_KEYS)
-    if not sec.has("type"):
-        raise ConfigError(
-            "is required", where=sec.at("type"), hint=f"one of {', '.join(_METHOD_CONFIG)}"
-        )
-    kind = as_str(sec.get("type"), sec.at("type"))
-    if kind not in _METHOD_CONFIG:
-        close = _close_matches(kind, _METHOD_CONFIG, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(
-            f"auth method '{kind}' is not supported",
-            where=sec.at("type"),
-            hint=f"{hint}supported: {', '.join(_METHOD_CONFIG)}",
-        )
-    if (
-        kind in _CLIENT_CERT_METHODS
-        and vault is not None
-        and (vault.client_cert is None or vault.client_key is None)
-    ):
-        raise ConfigError(
-            f"method '{kind}' needs vault.client_cert and vault.client_key",
-            where=sec.at("type"),
-            hint="set them in the vault block or VAULT_CLIENT_CERT/VAULT_CLIENT_KEY",
-        )
-    mount_path = ""
-    if kind in _MOUNTED_METHODS:
-        mount_path = (sec.opt("mount_path", as_str) or f"auth/{kind}").strip("/")
-        if not mount_path:
-            raise ConfigError("must not be empty", where=sec.at("mount_path"))
-        if not mount_path.startswith("auth/"):
-            # Same reading as auth.py: a bare 'approle-prod' means 'auth/approle-prod'.
-            mount_path = f"auth/{mount_path}"
-    elif sec.has("mount_path"):
-        raise ConfigError(f"method '{kind}' has no login mount", where=sec.at("mount_path"))
-    min_backoff = sec.opt("min_backoff", parse_duration) or 1.0
-    max_backoff = sec.opt("max_backoff", parse_duration) or 300.0
-    if max_backoff < min_backoff:
-        raise ConfigError("must not be smaller than min_backoff", where=sec.at("max_backoff"))
-    return AuthSettings(
-        type=cast(AuthType, kind),
-        mount_path=mount_path,
-        namespace=sec.opt("namespace", as_str),
-        config=_method_config(sec, kind, base),
-        min_backoff=min_backoff,
-        max_backoff=max_backoff,
-        exit_on_err=bool(sec.opt("exit_on_err", as_bool)),
-    )
-
-
-def _method_config(method: Section, kind: str, base: Path) -> Mapping[str, Any]:
-    spec = _METHOD_CONFIG[kind]
-    sec = method.section("config", tuple(spec))
-    out: dict[str, Any] = {}
-    for key, (value_kind, required, default) in spec.items():
-        value = sec.get(key)
-        if value is None:
-            if required:
-                raise ConfigError(f"is required for method '{kind}'", where=sec.at(key))
-            if default is None:
-                continue
-            value = default
-        if value_kind == "path":
-            out[key] = as_path(value, sec.at(key), base)
-        elif value_kind == "bool":
-            out[key] = as_bool(value, sec.at(key))
-        else:
-            out[key] = as_str(value, sec.at(key))
-    return MappingProxyType(out)
+    # ``vault`` None: the vault block has a problem of its own, already recorded.
+    client_cert = None if vault is None else (vault.client_cert, vault.client_key)
+    return parse_method(auto_auth.get("method"), base, client_cert)
 
 
 def _template_config(sec: Section) -> TemplateConfig:

@@ -15,10 +15,10 @@ import logging
 import random
 from collections.abc import Callable, Mapping, MutableMapping
 
-from kv2render.daemon.backoff import backoff
 from kv2render.errors import AccessDeniedError, BadResponseError, Kv2RenderError
 from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation
+from kv2render.store.backoff import backoff
 
 log = logging.getLogger(__name__)
 
@@ -88,5 +88,5 @@ def retry_delay(
         base=TEMPLATE_BACKOFF[0],
         cap=TEMPLATE_BACKOFF[1],
         rng=rng,
-        retry_after=getattr(err, "retry_after", None),
+        retry_after=err.retry_after,
     )

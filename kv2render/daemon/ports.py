@@ -24,6 +24,7 @@ from kv2render.model import SecretVersion, TokenInfo
 from kv2render.output.status import StatusFile
 from kv2render.refs import SecretLocation
 from kv2render.runner import CommandResult, RenderResult
+from kv2render.store.auth import Authenticator
 
 
 class DaemonStore(Protocol):
@@ -39,6 +40,11 @@ class DaemonStore(Protocol):
 
     @property
     def token_info(self) -> TokenInfo | None: ...
+
+    @property
+    def authenticator(self) -> Authenticator:
+        """Its auth method: the credential files a change of which means a new login."""
+        ...
 
 
 RunCommands = Callable[[Sequence[RenderResult]], tuple[CommandResult, ...]]

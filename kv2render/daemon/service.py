@@ -26,7 +26,7 @@ from kv2render.config import Config
 from kv2render.daemon.loop import STOP_GRACE, Daemon
 from kv2render.daemon.metrics import HEALTH_GRACE
 from kv2render.daemon.notify import Notifier
-from kv2render.daemon.ports import DaemonHooks, DaemonStore
+from kv2render.daemon.ports import DaemonHooks
 from kv2render.daemon.ticks import FilesChanged, QueueTicks, ReloadRequested, TickEvent
 
 if TYPE_CHECKING:
@@ -131,19 +131,6 @@ class Watcher:
         self._stop_thread()
 
 
-def open_daemon_store(cfg: Config, stop: threading.Event) -> DaemonStore:
-    """HvacSecretStore whose retry waits end when the daemon stops."""
-    from kv2render.store.auth import build_authenticator
-    from kv2render.store.client import HvacSecretStore
-
-    return HvacSecretStore(
-        cfg.vault,
-        build_authenticator(cfg.auth, cfg.vault),
-        stop_event=stop,
-        pool_size=cfg.template_config.concurrency,
-    )
-
-
 def run(
     cfg: Config,
     *,
@@ -156,6 +143,7 @@ def run(
     from kv2render.hardening import disable_core_dumps
     from kv2render.output.instance import instance_lock, remove_leftover_temp_files
     from kv2render.output.status import PidFile
+    from kv2render.store.client import open_store
     from kv2render.store.transport import warn_transport
 
     disable_core_dumps(env)  # KV2-INV-380: before the first login, so no token is ever dumped
@@ -186,7 +174,8 @@ def run(
         recorder, listener = start_metrics(cfg)
         daemon = Daemon(
             cfg,
-            store_factory=lambda c: open_daemon_store(c, stop),
+            # The one opener; the stop event ends a store's retry wait when the daemon stops.
+            store_factory=lambda c: open_store(c, stop_event=stop),
             ticks=ticks,
             stop=stop,
             reload_config=reload_config if path is not None else None,

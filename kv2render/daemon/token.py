@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from kv2render.config import Config
-from kv2render.daemon.backoff import backoff
 from kv2render.daemon.metrics import NullRecorder
 from kv2render.daemon.ports import DaemonStore
 from kv2render.errors import Kv2RenderError, TransientError
 from kv2render.model import TokenInfo
+from kv2render.store.backoff import backoff
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class TokenLifecycle:
     def _login_failed(self, exc: Kv2RenderError, now: float) -> None:
         self.metrics.login(False)
         self.login_failures += 1
-        delay = self._login_backoff(getattr(exc, "retry_after", None))
+        delay = self._login_backoff(exc.retry_after)
         self.login_at = now + delay
         log.error(
             "login failed (attempt %d): %s; next attempt in %.1fs",
@@ -212,14 +212,8 @@ class TokenLifecycle:
     # -- credential files ----------------------------------------------------------------
 
     def credential_files(self) -> tuple[Path, ...]:
-        auth = getattr(self.store, "authenticator", None)
-        files = getattr(auth, "credential_files", None) or getattr(
-            self.store, "credential_files", None
-        )
-        if not callable(files):
-            return ()
         try:
-            return tuple(files())
+            return tuple(self.store.authenticator.credential_files())
         except Kv2RenderError:
             return ()
 

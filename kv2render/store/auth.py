@@ -2,8 +2,10 @@
 
 This module never imports hvac or requests (spec: hvac boundary). An
 :class:`Authenticator` builds login requests and reads credential files; the
-store in ``vault.py`` hands it a :class:`LoginTransport` that does the HTTP and
-maps the server's answers to kv2render errors.
+store (``login.py``) hands it a :class:`LoginTransport` that does the HTTP and
+maps the server's answers to kv2render errors. Each method takes the typed settings
+``config.auth`` parsed once (KV2-INV-030) and checks nothing of the config again;
+credential files are read and checked by ``credentials.py``.
 
     token_env          token from BAO_TOKEN / VAULT_TOKEN, checked with lookup-self
     token_file         token re-read from token_file_path at every login
@@ -21,17 +23,28 @@ the next login) and never appear in a log line, an exception or a repr
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kv2render.config import AuthSettings, VaultSettings
-from kv2render.errors import AuthError, ConfigError
+from kv2render.config.auth import AuthSettings, TokenEnvSettings
+from kv2render.errors import AuthError
+from kv2render.store.credentials import SecretIdFile, check_credential, read_credential, stamp
+
+if TYPE_CHECKING:
+    # config.methods is loaded only when a config has auto_auth (config/auth.py).
+    from kv2render.config.methods import (
+        AppRoleSettings,
+        BearerTokenFileSettings,
+        CertSettings,
+        JwtSettings,
+        KubernetesSettings,
+        MtlsSettings,
+        TokenFileSettings,
+    )
 
 __all__ = [
-    "DEFAULT_KUBERNETES_TOKEN_PATH",
     "Authenticator",
     "LoginResult",
     "LoginTransport",
@@ -40,7 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KUBERNETES_TOKEN_PATH = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 _LOOKUP_SELF = "auth/token/lookup-self"
 
 
@@ -96,71 +108,6 @@ class Authenticator(Protocol):
 # --------------------------------------------------------------------------- helpers
 
 
-def _bad_character(text: str, *, header: bool) -> str | None:
-    """What makes ``text`` unfit as a credential, in words that never quote it, or None.
-
-    KV2-INV-351. A credential sent in a header (a token, a bearer token) must be visible
-    ASCII (RFC 9110 VCHAR, 0x21-0x7E): a header also allows inner spaces and Latin-1 bytes,
-    but no token format of the KV2 protocol servers (Vault and OpenBao tokens, OAuth
-    bearer tokens, JWTs) uses them, so one is a paste error ("Bearer " written into the
-    file, two tokens, a Windows editor). A credential sent in a JSON body (role_id,
-    secret_id, JWT) may be any Unicode text without control characters.
-    """
-    if "\n" in text or "\r" in text:
-        return "a line break (the value spans more than one line)"
-    if "\0" in text:
-        return "a NUL character"
-    if any((ord(c) < 0x20 and c != "\t") or 0x7F <= ord(c) < 0xA0 for c in text):
-        return "a control character"
-    if text.startswith("\ufeff"):
-        return "a byte-order mark (U+FEFF; save the file without a BOM)"
-    if header:
-        if " " in text or "\t" in text:
-            return "a space or tab (kv2render adds 'Bearer ' itself; one token per file)"
-        if not text.isascii():
-            return "a character outside printable ASCII"
-    elif "\t" in text:
-        return "a control character"
-    elif any(0xD800 <= ord(c) < 0xE000 for c in text):
-        return "bytes that are not UTF-8 text"
-    return None
-
-
-def check_credential(text: str, *, source: str, where: str, header: bool) -> str:
-    """``text`` when it can be sent as a credential; else AuthError (exit 3) naming
-    ``source`` (a file path, "VAULT_TOKEN from the environment") and what is wrong, never
-    the value. Checked before any request, so a bad credential is never sent nor retried
-    (KV2-INV-351, KV2-FC-350)."""
-    problem = _bad_character(text, header=header)
-    if problem is not None:
-        fit = "one line of printable ASCII" if header else "one line of text"
-        raise AuthError(
-            f"{source} holds {problem}",
-            where=where,
-            hint=f"a credential must be {fit}; write it again",
-        )
-    return text
-
-
-def _read_credential(path: Path, what: str, where: str, *, header: bool = False) -> str:
-    """The stripped text of a credential file, or AuthError naming the file (never its text).
-    ``header``: the value is sent in an HTTP header (a token), not in a JSON body."""
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError as exc:
-        raise AuthError(f"{what} file {path} does not exist", where=where) from exc
-    except UnicodeDecodeError as exc:
-        raise AuthError(f"{what} file {path} is not UTF-8 text", where=where) from exc
-    except OSError as exc:
-        raise AuthError(
-            f"{what} file {path} cannot be read ({exc.strerror or type(exc).__name__})",
-            where=where,
-        ) from exc
-    if not text:
-        raise AuthError(f"{what} file {path} is empty", where=where)
-    return check_credential(text, source=f"{what} file {path}", where=where, header=header)
-
-
 def _ttl(value: Any) -> float | None:
     """A TTL in seconds from a server field; 0 (root tokens) or a bad value means no expiry."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -181,45 +128,6 @@ def _lookup_result(token: str, reply: Mapping[str, Any], where: str) -> LoginRes
     if not isinstance(data, Mapping):
         raise AuthError("the auth/token/lookup-self response has no data object", where=where)
     return LoginResult(token, _ttl(data.get("ttl")), bool(data.get("renewable")))
-
-
-def _mount(settings: AuthSettings) -> str:
-    """'auth/<type>' by default; a bare 'approle-prod' is taken as 'auth/approle-prod'."""
-    mount = settings.mount_path.strip("/") or f"auth/{settings.type}"
-    return mount if mount.startswith("auth/") else f"auth/{mount}"
-
-
-def _config_path(config: Mapping[str, Any], key: str, default: Path | None = None) -> Path:
-    value = config.get(key)
-    if value is None or value == "":
-        if default is not None:
-            return default
-        raise ConfigError(
-            "is required for this auth method", where=f"auto_auth.method.config.{key}"
-        )
-    return Path(value)
-
-
-def _config_str(config: Mapping[str, Any], key: str, *, required: bool) -> str:
-    value = config.get(key)
-    if value is None or value == "":
-        if required:
-            raise ConfigError(
-                "is required for this auth method", where=f"auto_auth.method.config.{key}"
-            )
-        return ""
-    return str(value)
-
-
-def _config_bool(config: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = config.get(key, default)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ConfigError(
-        f"must be true or false, got {value!r}", where=f"auto_auth.method.config.{key}"
-    )
 
 
 class _Method:
@@ -255,9 +163,9 @@ class TokenEnv(_Method):
     identity = "the token in BAO_TOKEN / VAULT_TOKEN"
     reloginable = False
 
-    def __init__(self, token: str | None, variable: str | None = None) -> None:
-        self._token = token or ""
-        name = variable or "VAULT_TOKEN"
+    def __init__(self, settings: TokenEnvSettings) -> None:
+        self._token = settings.token or ""
+        name = settings.variable or "VAULT_TOKEN"
         # Logs name the variable, not the internal method name (KV2-INV-399).
         self.label = f"{name} from the environment"
         if self._token:
@@ -285,14 +193,14 @@ class TokenFile(_Method):
     method = "token_file"
     reloginable = True  # a rotated file gives a new token
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, settings: TokenFileSettings) -> None:
+        path = self._path = settings.token_file_path
         self.label = f"token_file {path}"
         self.identity = f"the token in {path}"
 
     def login(self, transport: LoginTransport) -> LoginResult:
         where = "auto_auth.method.config.token_file_path"
-        token = _read_credential(self._path, "token", where, header=True)
+        token = read_credential(self._path, "token", where, header=True)
         reply = _checked(lambda: transport.get(_LOOKUP_SELF, token=token), self)
         return _lookup_result(token, reply, where)
 
@@ -300,11 +208,11 @@ class TokenFile(_Method):
         return (self._path,)
 
 
-def _checked(call: Any, method: _Method) -> Mapping[str, Any]:
+def _checked(call: Callable[[], Mapping[str, Any]], method: _Method) -> Mapping[str, Any]:
     """Run a transport call, adding the method and the credential to check to an AuthError
     (KV2-FC-053)."""
     try:
-        result: Mapping[str, Any] = call()
+        result = call()
     except AuthError as exc:
         if exc.hint:  # already says what to fix (a TLS problem, a wrong mount path)
             raise
@@ -317,147 +225,76 @@ def _checked(call: Any, method: _Method) -> Mapping[str, Any]:
 
 
 class AppRole(_Method):
-    """AppRole: role_id and secret_id from files (Vault Agent's key names).
-
-    With ``remove_secret_id_file_after_reading`` (default true, as in Vault Agent) the
-    secret_id file is removed once a login with it succeeded, not when it is read as Vault
-    Agent does (KV2-INV-352): a login that fails (an unreachable server, a refusal) leaves
-    the file for the next try. With ``defer_removal`` (--once) the file is kept until
-    :meth:`release_credentials`, called when the whole run succeeded, so that a run that
-    logged in and then failed to write can simply be run again. The value is kept in memory
-    for later re-logins; a new file dropped there later is preferred.
-    """
+    """AppRole: role_id and secret_id from files (Vault Agent's key names). The secret_id
+    file's life (kept in memory for re-logins, removed after a successful login when
+    ``remove_secret_id_file_after_reading``, KV2-INV-352) is :class:`SecretIdFile`'s;
+    ``defer_removal`` (--once) keeps the file until :meth:`release_credentials`."""
 
     method = "approle"
 
-    def __init__(self, settings: AuthSettings, *, defer_removal: bool = False) -> None:
-        cfg = settings.config
-        self._mount = _mount(settings)
-        self._namespace = settings.namespace
-        self._role_id_file = _config_path(cfg, "role_id_file_path")
-        secret_path = cfg.get("secret_id_file_path")
-        self._secret_id_file = Path(secret_path) if secret_path else None
-        self._remove = _config_bool(cfg, "remove_secret_id_file_after_reading", True)
-        self._defer_removal = defer_removal
-        self._cached_secret_id = ""
-        self._used: tuple[int, int, int] | None = None  # the file a login succeeded with
-        self._removal_warned = False
+    def __init__(
+        self, auth: AuthSettings, settings: AppRoleSettings, *, defer_removal: bool = False
+    ) -> None:
+        self._mount = auth.mount_path
+        self._namespace = auth.namespace
+        self._role_id_file = settings.role_id_file_path
+        self._secret_id: SecretIdFile | None = None
+        if settings.secret_id_file_path is not None:
+            self._secret_id = SecretIdFile(
+                settings.secret_id_file_path,
+                remove=settings.remove_secret_id_file_after_reading,
+                defer_removal=defer_removal,
+            )
         self.label = f"approle at {self._mount}"
-        files = f"{self._role_id_file}" + (
-            f" and the secret_id in {self._secret_id_file}" if self._secret_id_file else ""
-        )
+        secret = settings.secret_id_file_path
+        files = f"{self._role_id_file}" + (f" and the secret_id in {secret}" if secret else "")
         self.identity = f"the role_id in {files}"
 
-    def _secret_id(self) -> tuple[str, tuple[int, int, int] | None]:
-        """(secret_id, the stamp of the file it came from; None for the cached value)."""
-        where = "auto_auth.method.config.secret_id_file_path"
-        assert self._secret_id_file is not None
-        path = self._secret_id_file
-        stamp = _stamp(path)
-        if self._cached_secret_id and stamp is None:
-            return self._cached_secret_id, None
-        try:
-            secret_id = _read_credential(path, "secret_id", where)
-        except AuthError as exc:
-            if self._remove and not path.exists():
-                # KV2-FC-351: the usual reason is our own removal after an earlier login.
-                raise AuthError(
-                    exc.message,
-                    where=where,
-                    hint="remove_secret_id_file_after_reading (default true) removes it after "
-                    "a successful login, so an earlier run may have removed it; provide a new "
-                    "secret_id (or set remove_secret_id_file_after_reading: false for a "
-                    "secret_id meant to be reused)",
-                ) from exc
-            raise
-        return secret_id, stamp
-
     def login(self, transport: LoginTransport) -> LoginResult:
-        role_id = _read_credential(
+        role_id = read_credential(
             self._role_id_file, "role_id", "auto_auth.method.config.role_id_file_path"
         )
         body = {"role_id": role_id}
-        stamp = None
-        if self._secret_id_file is not None:
-            body["secret_id"], stamp = self._secret_id()
+        used = None
+        if self._secret_id is not None:
+            body["secret_id"], used = self._secret_id.read()
         path = f"{self._mount}/login"
         reply = _checked(lambda: transport.post(path, body, namespace=self._namespace), self)
         result = _login_result(reply, path)
-        if self._secret_id_file is not None:
-            self._cached_secret_id = body["secret_id"]
-            if stamp is not None:
-                self._used = stamp
-                if self._remove and not self._defer_removal:
-                    self._remove_used_file()
+        if self._secret_id is not None:
+            self._secret_id.logged_in(body["secret_id"], used)
         return result
 
     def release_credentials(self) -> None:
-        if self._remove and self._defer_removal:
-            self._remove_used_file()
-
-    def _remove_used_file(self) -> None:
-        """Remove the secret_id file a login succeeded with, unless it was replaced since
-        (a new secret_id dropped there is kept for the next login)."""
-        path = self._secret_id_file
-        if path is None or self._used is None:
-            return
-        used, self._used = self._used, None
-        if _stamp(path) != used:
-            log.debug("approle: secret_id file %s changed since the login; kept", path)
-            return
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            # KV2-INV-353: a read-only or protected folder (ProtectSystem=strict, EROFS,
-            # EACCES, EPERM) refuses every time: say it once per process, not per login.
-            level = logging.DEBUG if self._removal_warned else logging.WARNING
-            self._removal_warned = True
-            log.log(
-                level,
-                "approle: could not remove secret_id file %s after the login (%s); it stays "
-                "until removed by hand (or set remove_secret_id_file_after_reading: false)",
-                path,
-                exc.strerror or type(exc).__name__,
-            )
-            return
-        log.info("approle: removed secret_id file %s after the login", path)
+        if self._secret_id is not None:
+            self._secret_id.release()
 
     def credential_files(self) -> tuple[Path, ...]:
-        files = [self._role_id_file]
-        if self._secret_id_file is not None:
-            files.append(self._secret_id_file)
-        return tuple(files)
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    """Which file ``path`` is now (inode, size, mtime), or None when there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._secret_id is None:
+            return (self._role_id_file,)
+        return (self._role_id_file, self._secret_id.path)
 
 
 class JwtLogin(_Method):
     """kubernetes and jwt: POST {role, jwt} where the JWT is re-read from its file at each
     login (a projected service-account token rotates)."""
 
-    def __init__(self, settings: AuthSettings, *, method: str, path_key: str) -> None:
-        cfg = settings.config
-        self.method = method
-        self._mount = _mount(settings)
-        self._namespace = settings.namespace
-        self._role = _config_str(cfg, "role", required=True)
-        default = DEFAULT_KUBERNETES_TOKEN_PATH if method == "kubernetes" else None
-        self._jwt_file = _config_path(cfg, path_key, default)
-        self._path_key = path_key
+    def __init__(self, auth: AuthSettings, settings: KubernetesSettings | JwtSettings) -> None:
+        self.method = method = settings.method
+        self._mount = auth.mount_path
+        self._namespace = auth.namespace
+        self._role = settings.role
+        from kv2render.config.methods import KubernetesSettings
+
+        if isinstance(settings, KubernetesSettings):
+            self._jwt_file, self._path_key = settings.token_path, "token_path"
+        else:
+            self._jwt_file, self._path_key = settings.path, "path"
         self.label = f"{method} at {self._mount}, role {self._role!r}"
         self.identity = f"the JWT in {self._jwt_file} and role {self._role!r}"
 
     def login(self, transport: LoginTransport) -> LoginResult:
-        jwt = _read_credential(self._jwt_file, "JWT", f"auto_auth.method.config.{self._path_key}")
+        jwt = read_credential(self._jwt_file, "JWT", f"auto_auth.method.config.{self._path_key}")
         path = f"{self._mount}/login"
         body = {"role": self._role, "jwt": jwt}
         reply = _checked(lambda: transport.post(path, body, namespace=self._namespace), self)
@@ -473,19 +310,13 @@ class CertLogin(_Method):
 
     method = "cert"
 
-    def __init__(self, settings: AuthSettings, vault: VaultSettings) -> None:
-        if vault.client_cert is None:
-            raise ConfigError(
-                "the cert auth method needs a TLS client certificate",
-                where="vault.client_cert",
-                hint="set vault.client_cert and vault.client_key (or VAULT_CLIENT_CERT)",
-            )
-        self._mount = _mount(settings)
-        self._namespace = settings.namespace
-        self._name = _config_str(settings.config, "name", required=False)
-        self._files = tuple(p for p in (vault.client_cert, vault.client_key) if p is not None)
+    def __init__(self, auth: AuthSettings, settings: CertSettings) -> None:
+        self._mount = auth.mount_path
+        self._namespace = auth.namespace
+        self._name = settings.name or ""
+        self._files = (settings.client_cert, settings.client_key)
         self.label = f"cert at {self._mount}" + (f", role {self._name!r}" if self._name else "")
-        self.identity = f"the client certificate {vault.client_cert}"
+        self.identity = f"the client certificate {settings.client_cert}"
 
     def login(self, transport: LoginTransport) -> LoginResult:
         path = f"{self._mount}/login"
@@ -509,8 +340,8 @@ class BearerTokenFile(_Method):
     needs_login = False
     reloginable = False
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, settings: BearerTokenFileSettings) -> None:
+        path = self._path = settings.token_file_path
         self._stamp: tuple[int, int, int] | None = None
         self._token = ""
         self.label = f"bearer token from {path}"
@@ -521,14 +352,10 @@ class BearerTokenFile(_Method):
 
     def header(self) -> Mapping[str, str]:
         where = "auto_auth.method.config.token_file_path"
-        try:
-            st = os.stat(self._path)
-        except OSError:
-            st = None
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
-        if stamp is None or stamp != self._stamp or not self._token:
-            self._token = _read_credential(self._path, "bearer token", where, header=True)
-            self._stamp = stamp
+        now = stamp(self._path)
+        if now is None or now != self._stamp or not self._token:
+            self._token = read_credential(self._path, "bearer token", where, header=True)
+            self._stamp = now
             log.debug("bearer token (re)read from %s", self._path)
         return {"Authorization": f"Bearer {self._token}"}
 
@@ -544,16 +371,10 @@ class Mtls(_Method):
     needs_login = False
     reloginable = False
 
-    def __init__(self, vault: VaultSettings) -> None:
-        if vault.client_cert is None:
-            raise ConfigError(
-                "the mtls auth method needs a TLS client certificate",
-                where="vault.client_cert",
-                hint="set vault.client_cert and vault.client_key (or VAULT_CLIENT_CERT)",
-            )
-        self._files = tuple(p for p in (vault.client_cert, vault.client_key) if p is not None)
-        self.label = f"mtls with client certificate {vault.client_cert}"
-        self.identity = f"the client certificate {vault.client_cert} and its key"
+    def __init__(self, settings: MtlsSettings) -> None:
+        self._files = (settings.client_cert, settings.client_key)
+        self.label = f"mtls with client certificate {settings.client_cert}"
+        self.identity = f"the client certificate {settings.client_cert} and its key"
 
     def login(self, transport: LoginTransport) -> LoginResult:
         raise AuthError("mtls has no login", where="auto_auth.method")
@@ -562,26 +383,32 @@ class Mtls(_Method):
         return self._files
 
 
-def build_authenticator(
-    auth: AuthSettings, vault: VaultSettings, *, once: bool = False
-) -> Authenticator:
-    """The Authenticator for ``auth``; ConfigError naming the key when a required one is missing.
-    ``once``: a --once run, which keeps the AppRole secret_id file until the run succeeded."""
-    cfg = auth.config
-    if auth.type == "token_env":
-        return TokenEnv(auth.env_token, auth.env_token_var)
-    if auth.type == "token_file":
-        return TokenFile(_config_path(cfg, "token_file_path"))
-    if auth.type == "approle":
-        return AppRole(auth, defer_removal=once)
-    if auth.type == "kubernetes":
-        return JwtLogin(auth, method="kubernetes", path_key="token_path")
-    if auth.type == "jwt":
-        return JwtLogin(auth, method="jwt", path_key="path")
-    if auth.type == "cert":
-        return CertLogin(auth, vault)
-    if auth.type == "bearer_token_file":
-        return BearerTokenFile(_config_path(cfg, "token_file_path"))
-    if auth.type == "mtls":
-        return Mtls(vault)
-    raise ConfigError(f"unknown auth method {auth.type!r}", where="auto_auth.method.type")
+def build_authenticator(auth: AuthSettings, *, once: bool = False) -> Authenticator:
+    """The Authenticator for ``auth``, as config.auth parsed it. ``once``: a --once run,
+    which keeps the AppRole secret_id file until the run succeeded (KV2-INV-352)."""
+    settings = auth.config
+    if isinstance(settings, TokenEnvSettings):
+        return TokenEnv(settings)
+    from kv2render.config.methods import (
+        AppRoleSettings,
+        BearerTokenFileSettings,
+        CertSettings,
+        JwtSettings,
+        KubernetesSettings,
+        MtlsSettings,
+        TokenFileSettings,
+    )
+
+    if isinstance(settings, TokenFileSettings):
+        return TokenFile(settings)
+    if isinstance(settings, AppRoleSettings):
+        return AppRole(auth, settings, defer_removal=once)
+    if isinstance(settings, KubernetesSettings | JwtSettings):
+        return JwtLogin(auth, settings)
+    if isinstance(settings, CertSettings):
+        return CertLogin(auth, settings)
+    if isinstance(settings, BearerTokenFileSettings):
+        return BearerTokenFile(settings)
+    if isinstance(settings, MtlsSettings):
+        return Mtls(settings)
+    raise TypeError(f"no auth method for {type(settings).__name__}")  # a bug, not bad input

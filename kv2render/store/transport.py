@@ -1,6 +1,6 @@
 """The store's transport: TLS, connection pools, and the guards on every exchange.
 
-Used only by ``vault.py`` (KV2-INV-050: the HTTP stack stays behind the store). Three
+Used only by the store (KV2-INV-050: the HTTP stack stays behind the store). Three
 things requests and urllib3 do not give us:
 
 * one SSLContext holding the trust store and the client certificate, with an SNI
@@ -21,13 +21,17 @@ import socket
 import ssl
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kv2render.config import VaultSettings
 from kv2render.errors import BadResponseError, ConfigError
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -36,6 +40,7 @@ __all__ = [
     "adapter_class",
     "bounded_body_hook",
     "json_depth",
+    "new_session",
     "pem_certificates",
     "ssl_context",
 ]
@@ -331,6 +336,45 @@ def adapter_class() -> type[Any]:
             return None
 
     return _Adapter
+
+
+# -- the session ----------------------------------------------------------------------------
+
+
+def new_session(settings: VaultSettings, pool_size: int) -> requests.Session:
+    """The store's one pooled requests.Session: our adapter for http and https, the body
+    bound, and nothing taken from the environment."""
+    import requests
+
+    verify = not settings.tls_skip_verify
+    if settings.tls_skip_verify:
+        # app.warn_transport logs the warning once per start (KV2-INV-190); urllib3
+        # would otherwise warn on every request (an error under filterwarnings=error).
+        import urllib3
+
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    session = requests.Session()
+    # No ~/.netrc credentials, REQUESTS_CA_BUNDLE or proxy variables: config.load()
+    # resolved the environment once (STYLE convention 2).
+    session.trust_env = False
+    # Plain http (a loopback dev server, a local agent) gets no SSL context: building
+    # one is ~20 ms of every --once (benchmarks/run.py), and redirects are never
+    # followed, so nothing can move the session to https.
+    https = settings.address.lower().startswith("https://")
+    adapter = adapter_class()(
+        ssl_context(settings) if https else None,
+        settings.tls_server_name,
+        max(1, pool_size),
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    # The body is read as a stream under a size bound (KV2-INV-282).
+    session.hooks["response"].append(bounded_body_hook)
+    # hvac quirk (§6.1): a session's truthy verify/cert replaces the verify=/cert=
+    # arguments. Both are set explicitly; the CA and client cert live in the SSLContext.
+    session.verify = verify
+    session.cert = None
+    return session
 
 
 # ------------------------------------------------------------------ warnings at start

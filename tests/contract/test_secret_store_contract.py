@@ -39,6 +39,7 @@ import requests
 
 from kv2render import jsonnum
 from kv2render.config import AuthSettings, Config, TemplateConfig, VaultSettings
+from kv2render.config.methods import TokenFileSettings
 from kv2render.daemon.ports import DaemonStore
 from kv2render.errors import (
     AccessDeniedError,
@@ -131,7 +132,7 @@ def _store_from_config(address: str, token_file: Path, clock: Callable[[], float
     cfg = Config(
         path=None,
         vault=VaultSettings(address=address, num_retries=0, timeout=10.0),
-        auth=AuthSettings(type="token_file", config={"token_file_path": token_file}),
+        auth=AuthSettings(type="token_file", config=TokenFileSettings(token_file)),
         template_config=TemplateConfig(),
         templates=(),
     )

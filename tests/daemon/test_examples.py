@@ -64,7 +64,7 @@ def test_kubernetes_pod_has_init_once_native_sidecar_and_memory_volume(tmp_path:
     path.write_text(configmap["data"]["kv2render.yaml"], encoding="utf-8")
     cfg = config.load(path, env={}, require_credentials=False)
     assert cfg.auth.type == "kubernetes"
-    token_path = str(cfg.auth.config["token_path"])
+    token_path = str(cfg.auth.config.token_path)  # type: ignore[union-attr]
     mounts = {m["mountPath"] for m in sidecars[0]["volumeMounts"]}
     assert any(token_path.startswith(m + "/") for m in mounts)
     secrets_mount = next(

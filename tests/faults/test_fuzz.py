@@ -25,7 +25,7 @@ from kv2render.config import load
 from kv2render.errors import ConfigError, Kv2RenderError, ReferenceSyntaxError
 from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation, format_ref, parse_ref
-from kv2render.store.client import _secret_version
+from kv2render.store.responses import secret_version as _secret_version
 from tests.integration.cli_helpers import REPO
 
 from .helpers import record, sized

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from kv2render.config import AuthSettings, VaultSettings
+from kv2render.config.auth import TokenEnvSettings
+from kv2render.config.methods import AppRoleSettings, MtlsSettings, parse_method
 from kv2render.devserver import DevServer
 from kv2render.errors import (
     AccessDeniedError,
@@ -29,13 +31,19 @@ LOGIN = "/v1/auth/"
 
 def make_store(
     srv: DevServer | str, kind: str = "token_env", *, vault: dict[str, Any] | None = None,
-    **auth: Any,
+    env_token: str | None = None, **method: Any,
 ) -> HvacSecretStore:  # fmt: skip
+    """The method block goes through the config's one parser, as a config file's does."""
     url = srv if isinstance(srv, str) else srv.url
     settings = VaultSettings(address=url, num_retries=-1, timeout=5.0, **(vault or {}))
-    method: Any = kind
-    authenticator = build_authenticator(AuthSettings(type=method, **auth), settings)
-    return HvacSecretStore(settings, authenticator)
+    if kind == "token_env":
+        auth = AuthSettings(type="token_env", config=TokenEnvSettings(env_token))
+    else:
+        cert = (settings.client_cert, settings.client_key)
+        parsed = parse_method({"type": kind, **method}, Path("/"), cert)
+        assert parsed is not None
+        auth = parsed
+    return HvacSecretStore(settings, build_authenticator(auth))
 
 
 @pytest.fixture
@@ -261,7 +269,7 @@ def test_expired_token_is_replaced_before_a_read(dev_server: DevServer, tmp_path
     (tmp_path / "role").write_text("role-1")
     settings = VaultSettings(address=dev_server.url, num_retries=-1)
     auth = build_authenticator(
-        AuthSettings(type="approle", config={"role_id_file_path": tmp_path / "role"}), settings
+        AuthSettings(type="approle", config=AppRoleSettings(tmp_path / "role"))
     )
     with HvacSecretStore(settings, auth, clock=lambda: now[0]) as store:
         store.read(LOC)
@@ -322,7 +330,9 @@ def test_tls_wrong_ca_on_read_is_not_retried(tls_server: DevServer) -> None:
         client_key=tls_server.client_key_file,
     )  # no ca_cert: the dev CA is not in the system store
     slept: list[float] = []
-    auth = build_authenticator(AuthSettings(type="mtls"), settings)
+    auth = build_authenticator(
+        AuthSettings(type="mtls", config=MtlsSettings(settings.client_cert, settings.client_key))  # type: ignore[arg-type]
+    )
     with HvacSecretStore(settings, auth, sleep=slept.append) as store:
         with pytest.raises(SecretReadError, match="could not be verified"):
             store.read(LOC)

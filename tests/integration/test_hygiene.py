@@ -1020,7 +1020,7 @@ def test_config_load_errors_and_reprs(workdir: Path, caplog: pytest.LogCaptureFi
         workdir, {"template": [{"ref": PW, "destination": "out", "command": "true"}]}
     )
     cfg = config_mod.load(cfg_path, env=env)
-    assert cfg.auth.env_token == s["root_token"]  # the token is there, just not shown
+    assert cfg.auth.config.token == s["root_token"]  # type: ignore[union-attr]  # the token is there, just not shown
     for label, obj in [
         ("Config", cfg),
         ("AuthSettings", cfg.auth),
@@ -1061,6 +1061,8 @@ def test_store_runner_and_auth_reprs_and_errors(
     from kv2render import runner
     from kv2render.config import AuthSettings, VaultSettings
     from kv2render.config import load as load_config
+    from kv2render.config.auth import TokenEnvSettings
+    from kv2render.config.methods import parse_method
     from kv2render.errors import Kv2RenderError
     from kv2render.refs import SecretLocation, parse_ref
     from kv2render.store.auth import LoginResult, build_authenticator
@@ -1082,9 +1084,14 @@ def test_store_runner_and_auth_reprs_and_errors(
         jwt.write_text(s["k8s_jwt"])
 
         def store(kind: str = "token_env", token: str | None = None, **config: Any) -> Any:
-            auth = AuthSettings(type=kind, config=config, env_token=token)  # type: ignore[arg-type]
+            if kind == "token_env":
+                auth = AuthSettings(type="token_env", config=TokenEnvSettings(token))
+            else:
+                parsed = parse_method({"type": kind, "config": config}, workdir, None)
+                assert parsed is not None
+                auth = parsed
             texts.append((f"repr(AuthSettings {kind})", repr(auth)))
-            return HvacSecretStore(settings, build_authenticator(auth, settings))
+            return HvacSecretStore(settings, build_authenticator(auth))
 
         stores = [
             store(token=s["root_token"]),

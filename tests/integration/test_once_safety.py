@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 
 from kv2render.config import AuthSettings, Config, VaultSettings
+from kv2render.config.auth import TokenEnvSettings
+from kv2render.config.methods import AppRoleSettings
 from kv2render.devserver import DevServer
 from kv2render.errors import AuthError, TransientError
 from kv2render.redact import scrub_http
@@ -98,7 +100,7 @@ def test_a_refused_header_is_an_auth_error_not_retried(dev_server: DevServer) ->
     settings = VaultSettings(
         address=dev_server.url, namespace="team-SENTINEL\nX-Evil: 1", num_retries=12
     )
-    auth = build_authenticator(AuthSettings(type="token_env", env_token="hvs.ok"), settings)
+    auth = build_authenticator(AuthSettings(type="token_env", config=TokenEnvSettings("hvs.ok")))
     started = time.monotonic()
     with HvacSecretStore(settings, auth) as store, pytest.raises(AuthError) as err:
         store.login()
@@ -131,7 +133,7 @@ def test_credential_check_names_the_problem_never_the_value(
 ) -> None:
     """KV2-AC-350 KV2-AC-351 KV2-INV-351 KV2-FC-350: each kind of bad character gets its own
     words, exit 3, and the message holds no part of the value."""
-    from kv2render.store.auth import check_credential
+    from kv2render.store.credentials import check_credential
 
     with pytest.raises(AuthError) as err:
         check_credential(text, source="token file /x", where="here", header=header)
@@ -240,13 +242,13 @@ def test_daemon_store_removes_after_login_and_warns_once(
     config = {k: Path(v) for k, v in approle["config"].items()}
     sid = config["secret_id_file_path"]
     settings = VaultSettings(address=dev_server.url, num_retries=-1)
-    auth = AuthSettings(type="approle", mount_path="auth/approle", config=config)
-    with HvacSecretStore(settings, build_authenticator(auth, settings)) as store:
+    auth = AuthSettings(type="approle", mount_path="auth/approle", config=AppRoleSettings(**config))
+    with HvacSecretStore(settings, build_authenticator(auth)) as store:
         store.login()
         assert not sid.exists()
 
     sid.write_text(SECRET_ID)
-    with HvacSecretStore(settings, build_authenticator(auth, settings)) as store:
+    with HvacSecretStore(settings, build_authenticator(auth)) as store:
         with _unremovable(sid):
             for _ in range(3):
                 store.login()
@@ -306,15 +308,15 @@ def test_default_deadline_is_60s_on_a_scripted_clock() -> None:
         now[0] += seconds
 
     settings = VaultSettings(address=f"http://127.0.0.1:{closed_port()}")
-    auth = build_authenticator(AuthSettings(type="token_env", env_token="hvs.ok"), settings)
+    auth = build_authenticator(AuthSettings(type="token_env", config=TokenEnvSettings("hvs.ok")))
     store = HvacSecretStore(settings, auth, clock=lambda: now[0], sleep=sleep, rng=random.Random(7))
-    original = store._send
+    original = store.send
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         attempts.append(now[0] - 1000.0)
         return original(*args, **kwargs)
 
-    store._send = counting  # type: ignore[method-assign]
+    store.send = counting  # type: ignore[method-assign]
     assert Config.once_timeout == 60.0
     store.set_deadline(Config.once_timeout, "--timeout 60s")
     with store, pytest.raises(TransientError) as err:
@@ -379,7 +381,7 @@ def test_a_retry_after_past_the_deadline_ends_the_run_at_once(dev_server: DevSer
     dev_server.faults.status = 429
     dev_server.faults.retry_after = 120
     settings = VaultSettings(address=dev_server.url)
-    auth = build_authenticator(AuthSettings(type="token_env", env_token="hvs.ok"), settings)
+    auth = build_authenticator(AuthSettings(type="token_env", config=TokenEnvSettings("hvs.ok")))
     started = time.monotonic()
     with HvacSecretStore(settings, auth) as store, pytest.raises(TransientError) as err:
         store.set_deadline(5.0, "--timeout 5s")

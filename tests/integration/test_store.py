@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from kv2render.config import AuthSettings, VaultSettings
+from kv2render.config.auth import TokenEnvSettings
+from kv2render.config.methods import BearerTokenFileSettings, JwtSettings
 from kv2render.errors import (
     AccessDeniedError,
     AuthError,
@@ -129,7 +131,7 @@ def token_store(
     url: str, token: str = "hvs.test", *, retries: int = -1, **kwargs: Any
 ) -> HvacSecretStore:
     settings = VaultSettings(address=url, num_retries=retries, timeout=5.0)
-    auth = build_authenticator(AuthSettings(type="token_env", env_token=token), settings)
+    auth = build_authenticator(AuthSettings(config=TokenEnvSettings(token), type="token_env"))
     return HvacSecretStore(settings, auth, **kwargs)
 
 
@@ -350,8 +352,7 @@ def test_namespace_header_on_reads_and_login_namespace_on_login_only(
     jwt = tmp_path / "jwt"
     jwt.write_text("a.b.c")
     auth = build_authenticator(
-        AuthSettings(type="jwt", namespace="admin/", config={"role": "r", "path": jwt}),
-        settings,
+        AuthSettings(type="jwt", namespace="admin/", config=JwtSettings("r", jwt))
     )
     with HvacSecretStore(settings, auth) as store:
         store.read(LOC)
@@ -417,7 +418,7 @@ def test_bearer_header_reread_and_no_token_header(scripted: Any, tmp_path: Path)
     pat.write_text("first-pat\n")
     settings = VaultSettings(address=server.url + "/api/okms-1", num_retries=-1)
     auth = build_authenticator(
-        AuthSettings(type="bearer_token_file", config={"token_file_path": pat}), settings
+        AuthSettings(type="bearer_token_file", config=BearerTokenFileSettings(pat))
     )
     with HvacSecretStore(settings, auth) as store:
         store.read(LOC)

@@ -15,6 +15,7 @@ import yaml
 
 from kv2render.config import Config, load
 from kv2render.config import agent as agentconfig
+from kv2render.config.methods import TokenFileSettings
 from kv2render.errors import ConfigError, WriteError
 from kv2render.output.status import PidFile
 
@@ -408,7 +409,7 @@ def test_method_config_as_block_or_map(workdir: Path, method: str) -> None:
     template = 'template {\n contents = "x"\n destination = "o"\n}\n'
     config = load_agent(workdir, "agent.hcl", hcl(f"auto_auth {{\n{method}\n}}\n{template}"))
     assert config.auth.type == "token_file"
-    assert Path(config.auth.config["token_file_path"]) == workdir / "tok"
+    assert config.auth.config == TokenFileSettings(workdir / "tok")
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,13 +9,27 @@ from typing import Any
 import pytest
 
 from kv2render.config import AuthSettings, VaultSettings
+from kv2render.config.auth import TokenEnvSettings
+from kv2render.config.methods import DEFAULT_KUBERNETES_TOKEN_PATH, parse_method
 from kv2render.errors import AuthError, ConfigError
-from kv2render.store.auth import DEFAULT_KUBERNETES_TOKEN_PATH, LoginResult, build_authenticator
+from kv2render.store.auth import (
+    Authenticator,
+    LoginResult,
+    build_authenticator,
+)
 
 VAULT = VaultSettings(address="http://127.0.0.1:1")
 SENTINEL_SECRET_ID = "sentinel-secret-id-7f3a9c"
 SENTINEL_JWT = "eyJhbGciOi.sentinel-jwt-payload.c2ln"
 SENTINEL_TOKEN = "hvs.sentinel-token-5d1e"
+
+
+def method(kind: str, vault: VaultSettings = VAULT, **block: Any) -> Authenticator:
+    """An auth method from an ``auto_auth.method`` block, through the config's one parser
+    (config.auth.parse_method), as a config file's block goes."""
+    auth = parse_method({"type": kind, **block}, Path("/"), (vault.client_cert, vault.client_key))
+    assert auth is not None
+    return build_authenticator(auth)
 
 
 class FakeTransport:
@@ -52,14 +66,11 @@ def test_approle_reads_files_removes_secret_id_and_reuses_it(tmp_path: Path) -> 
     secret = tmp_path / "secret_id"
     role.write_text("role-1\n")
     secret.write_text(f"  {SENTINEL_SECRET_ID}\n")
-    auth = build_authenticator(
-        AuthSettings(
-            type="approle",
-            mount_path="auth/approle-prod",
-            namespace="team-a/",
-            config={"role_id_file_path": str(role), "secret_id_file_path": str(secret)},
-        ),
-        VAULT,
+    auth = method(
+        "approle",
+        mount_path="auth/approle-prod",
+        namespace="team-a/",
+        config={"role_id_file_path": str(role), "secret_id_file_path": str(secret)},
     )
     transport = FakeTransport()
     result = auth.login(transport)
@@ -87,16 +98,13 @@ def test_approle_keeps_secret_id_file_when_asked(tmp_path: Path) -> None:
     secret = tmp_path / "secret_id"
     role.write_text("r")
     secret.write_text("s")
-    auth = build_authenticator(
-        AuthSettings(
-            type="approle",
-            config={
-                "role_id_file_path": role,
-                "secret_id_file_path": secret,
-                "remove_secret_id_file_after_reading": False,
-            },
-        ),
-        VAULT,
+    auth = method(
+        "approle",
+        config={
+            "role_id_file_path": role,
+            "secret_id_file_path": secret,
+            "remove_secret_id_file_after_reading": False,
+        },
     )
     transport = FakeTransport()
     auth.login(transport)
@@ -111,9 +119,7 @@ def test_missing_or_empty_credential_file_names_the_file(
     path = tmp_path / "token"
     if content is not None:
         path.write_text(content)
-    auth = build_authenticator(
-        AuthSettings(type="token_file", config={"token_file_path": path}), VAULT
-    )
+    auth = method("token_file", config={"token_file_path": path})
     with pytest.raises(AuthError) as info:
         auth.login(FakeTransport())
     assert str(path) in str(info.value)
@@ -123,9 +129,7 @@ def test_missing_or_empty_credential_file_names_the_file(
 def test_token_file_reread_each_login_and_validated_by_lookup_self(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text("hvs.first\n")
-    auth = build_authenticator(
-        AuthSettings(type="token_file", config={"token_file_path": path}), VAULT
-    )
+    auth = method("token_file", config={"token_file_path": path})
     transport = FakeTransport()
     assert auth.login(transport) == LoginResult("hvs.first", 120.0, False)
     path.write_text("hvs.second")
@@ -137,21 +141,18 @@ def test_token_file_reread_each_login_and_validated_by_lookup_self(tmp_path: Pat
 
 
 def test_token_env_without_token_says_what_to_set() -> None:
-    auth = build_authenticator(AuthSettings(type="token_env"), VAULT)
+    auth = build_authenticator(AuthSettings(type="token_env", config=TokenEnvSettings()))
     with pytest.raises(AuthError, match="VAULT_TOKEN"):
         auth.login(FakeTransport())
     assert not auth.reloginable
 
 
 def test_kubernetes_default_token_path_and_jwt_reread(tmp_path: Path) -> None:
-    k8s = build_authenticator(AuthSettings(type="kubernetes", config={"role": "app"}), VAULT)
+    k8s = method("kubernetes", config={"role": "app"})
     assert k8s.credential_files() == (DEFAULT_KUBERNETES_TOKEN_PATH,)
     jwt_file = tmp_path / "jwt"
     jwt_file.write_text(SENTINEL_JWT)
-    jwt = build_authenticator(
-        AuthSettings(type="jwt", mount_path="jwt-ci", config={"role": "ci", "path": jwt_file}),
-        VAULT,
-    )
+    jwt = method("jwt", mount_path="jwt-ci", config={"role": "ci", "path": jwt_file})
     transport = FakeTransport()
     jwt.login(transport)
     jwt_file.write_text("rotated.jwt.value")
@@ -164,9 +165,7 @@ def test_kubernetes_default_token_path_and_jwt_reread(tmp_path: Path) -> None:
 def test_bearer_token_file_rereads_only_on_change(tmp_path: Path) -> None:
     path = tmp_path / "pat"
     path.write_text("first-token\n")
-    auth = build_authenticator(
-        AuthSettings(type="bearer_token_file", config={"token_file_path": path}), VAULT
-    )
+    auth = method("bearer_token_file", config={"token_file_path": path})
     assert not auth.needs_login and not auth.reloginable
     assert auth.header() == {"Authorization": "Bearer first-token"}
     path.write_text("second-token-longer\n")
@@ -179,30 +178,28 @@ def test_bearer_token_file_rereads_only_on_change(tmp_path: Path) -> None:
 def test_cert_and_mtls_need_a_client_certificate(tmp_path: Path) -> None:
     for kind in ("cert", "mtls"):
         with pytest.raises(ConfigError, match="vault.client_cert"):
-            build_authenticator(AuthSettings(type=kind), VAULT)  # type: ignore[arg-type]
+            method(kind)
     crt, key = tmp_path / "c.pem", tmp_path / "k.pem"
     with_cert = VaultSettings(address="https://x", client_cert=crt, client_key=key)
-    cert = build_authenticator(AuthSettings(type="cert", config={"name": "web"}), with_cert)
+    cert = method("cert", with_cert, config={"name": "web"})
     transport = FakeTransport()
     cert.login(transport)
     assert transport.posts == [("auth/cert/login", {"name": "web"}, None)]
-    mtls = build_authenticator(AuthSettings(type="mtls"), with_cert)
+    mtls = method("mtls", with_cert)
     assert not mtls.needs_login and mtls.header() == {}
     assert mtls.credential_files() == (crt, key)
 
 
 def test_required_keys_are_named() -> None:
     with pytest.raises(ConfigError, match=r"auto_auth\.method\.config\.role_id_file_path"):
-        build_authenticator(AuthSettings(type="approle"), VAULT)
+        method("approle")
     with pytest.raises(ConfigError, match=r"auto_auth\.method\.config\.role"):
-        build_authenticator(AuthSettings(type="kubernetes"), VAULT)
+        method("kubernetes")
 
 
 def test_login_response_without_token_is_an_auth_error(tmp_path: Path) -> None:
     jwt_file = tmp_path / "jwt"
     jwt_file.write_text("a.b.c")
-    auth = build_authenticator(
-        AuthSettings(type="jwt", config={"role": "r", "path": jwt_file}), VAULT
-    )
+    auth = method("jwt", config={"role": "r", "path": jwt_file})
     with pytest.raises(AuthError, match="client_token"):
         auth.login(FakeTransport(reply={"auth": None}))

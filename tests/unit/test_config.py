@@ -15,6 +15,8 @@ import yaml
 
 from kv2render import config as cfg
 from kv2render.config import Config, load, parse_duration
+from kv2render.config.auth import TokenEnvSettings, config_keys
+from kv2render.config.methods import AppRoleSettings
 from kv2render.errors import ConfigError, InlineCredentialError, ReferenceSyntaxError
 
 ADDR = "https://vault.example:8200"
@@ -192,7 +194,7 @@ template {{
     assert config.pid_file == workdir / "agent.pid"
     assert config.vault.num_retries == 5
     assert config.auth.type == "approle" and config.auth.mount_path == "auth/approle-x"
-    assert config.auth.config["remove_secret_id_file_after_reading"] is False
+    assert config.auth.config.remove_secret_id_file_after_reading is False  # type: ignore[union-attr]
     first, second = config.templates
     assert first.source == workdir / "db.ctmpl" and first.command == ("systemctl", "reload", "app")
     assert second.contents == '{{ with secret "secret/data/app" }}{{ .Data.data.k }}{{ end }}'
@@ -981,7 +983,7 @@ def test_only_the_given_env_is_read(workdir: Path, monkeypatch: pytest.MonkeyPat
     # env=None means os.environ, read inside load() only.
     config = load(path)
     assert config.vault.address == "http://process-env:1"
-    assert config.auth.env_token == "process-token"
+    assert config.auth.config == TokenEnvSettings("process-token", "VAULT_TOKEN")
 
 
 # --------------------------------------------------------------------------------------------
@@ -991,8 +993,8 @@ def test_only_the_given_env_is_read(workdir: Path, monkeypatch: pytest.MonkeyPat
 def test_no_auto_auth_takes_the_token_from_the_environment(workdir: Path) -> None:
     """KV2-AC-043, KV2-INV-001, KV2-INV-032."""
     config = load_tree(workdir, tree(), env={"VAULT_TOKEN": SENTINEL})
-    assert config.auth.type == "token_env" and config.auth.env_token == SENTINEL
-    assert config.auth.mount_path == "" and dict(config.auth.config) == {}
+    assert config.auth.type == "token_env" and config.auth.config.token == SENTINEL  # type: ignore[union-attr]
+    assert config.auth.mount_path == "" and config_keys(config.auth.config) == {}
     assert SENTINEL not in repr(config) and SENTINEL not in str(config)
     assert SENTINEL not in json.dumps(cfg.describe(config))
 
@@ -1000,7 +1002,9 @@ def test_no_auto_auth_takes_the_token_from_the_environment(workdir: Path) -> Non
 def test_bao_token_beats_vault_token(workdir: Path) -> None:
     """KV2-AC-039."""
     env = {"BAO_TOKEN": "bao-token", "VAULT_TOKEN": "vault-token"}
-    assert load_tree(workdir, tree(), env=env).auth.env_token == "bao-token"
+    assert load_tree(workdir, tree(), env=env).auth.config == TokenEnvSettings(
+        "bao-token", "BAO_TOKEN"
+    )
 
 
 def test_no_token_and_no_auto_auth_is_an_error(workdir: Path) -> None:
@@ -1012,13 +1016,13 @@ def test_no_token_and_no_auto_auth_is_an_error(workdir: Path) -> None:
 def test_check_can_load_without_credentials(workdir: Path) -> None:
     """KV2-FC-034: check (require_credentials=False) loads offline without a token."""
     config = load_tree(workdir, tree(), env={}, require_credentials=False)
-    assert config.auth.type == "token_env" and config.auth.env_token is None
+    assert config.auth.config == TokenEnvSettings()
 
 
 def test_env_token_is_ignored_when_auto_auth_is_configured(workdir: Path) -> None:
     """KV2-INV-033: with auto_auth, an environment token is dropped at load."""
     config = load_tree(workdir, tree(auto_auth=approle()), env={"VAULT_TOKEN": SENTINEL})
-    assert config.auth.type == "approle" and config.auth.env_token is None
+    assert isinstance(config.auth.config, AppRoleSettings)
     assert SENTINEL not in repr(config)
 
 
@@ -1072,9 +1076,9 @@ def test_auth_methods_and_their_defaults(
         k: (workdir / v if isinstance(v, str) and k.endswith("_path") else v)
         for k, v in expected.items()
     }
-    assert dict(config.auth.config) == resolved
-    with pytest.raises(TypeError):
-        config.auth.config["x"] = 1  # type: ignore[index]
+    assert config_keys(config.auth.config) == resolved
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.auth.config.role = "x"  # type: ignore[misc,union-attr]
 
 
 @pytest.mark.parametrize("kind", ["cert", "mtls"])
@@ -1147,7 +1151,7 @@ def test_method_namespace_and_backoff(workdir: Path) -> None:
     auth = load_tree(workdir, tree(auto_auth={"method": method}), env={}).auth
     assert (auth.namespace, auth.min_backoff, auth.max_backoff) == ("login-ns", 2.0, 60.0)
     assert auth.exit_on_err is True
-    assert auth.config["remove_secret_id_file_after_reading"] is False
+    assert auth.config == AppRoleSettings(Path("/r"), None, False)
 
 
 @pytest.mark.parametrize("name", ["c.yaml", "c.json"])
@@ -1162,7 +1166,7 @@ def test_vault_agent_list_shapes_are_accepted(workdir: Path, name: str) -> None:
     }
     config = load_tree(workdir, data, env={}, name=name)
     assert config.vault.num_retries == 2 and config.template_config.concurrency == 4
-    assert config.auth.type == "approle" and config.auth.config["role_id_file_path"] == Path("/r")
+    assert config.auth.type == "approle" and config.auth.config == AppRoleSettings(Path("/r"))
 
 
 def test_a_two_item_method_list_is_an_error(workdir: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from kv2render import runner
 from kv2render.config import AuthSettings, Config, TemplateConfig, TemplateSpec, VaultSettings
-from kv2render.daemon.backoff import backoff
+from kv2render.config.methods import AppRoleSettings
 from kv2render.daemon.loop import Daemon
 from kv2render.daemon.ports import DaemonHooks
 from kv2render.daemon.ticks import FilesChanged, ReloadRequested, TickEvent
@@ -36,6 +36,7 @@ from kv2render.model import SecretVersion, TokenInfo
 from kv2render.output.status import StatusFile
 from kv2render.refs import SecretLocation, parse_ref
 from kv2render.runner import CommandResult, PreparedTemplate, RenderResult
+from kv2render.store.backoff import backoff
 from tests.fakes import FakeClock, FakeSecretStore
 
 SENTINEL = "s3ntinel-VALUE-7f3a"
@@ -175,7 +176,9 @@ def make_config(
     return Config(
         path=Path("/etc/kv2render.yaml"),
         vault=VaultSettings(address="http://127.0.0.1:8200", num_retries=retries),
-        auth=AuthSettings(type="approle", mount_path="auth/approle"),
+        auth=AuthSettings(
+            type="approle", mount_path="auth/approle", config=AppRoleSettings(Path("/r"))
+        ),
         template_config=TemplateConfig(
             static_secret_render_interval=INTERVAL, exit_on_retry_failure=exit_on_retry_failure
         ),

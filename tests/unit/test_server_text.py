@@ -16,7 +16,7 @@ import pytest
 from kv2render import jsonnum
 from kv2render.payload import value_to_text
 from kv2render.render.filters import to_json, to_json_pretty
-from kv2render.store.client import _errors_text
+from kv2render.store.responses import errors_text as _errors_text
 
 
 @pytest.mark.parametrize(
