@@ -143,6 +143,14 @@ def template_body(path: str, version: int | None = None) -> str:
     return f'user={{{{ kv2("{ref}#user") }}}}\npassword={{{{ kv2("{ref}#password") }}}}\n'
 
 
+def computed_template_body(path: str) -> str:
+    """The same two references, their path built while rendering (``~``): found by the
+    render itself, not by parsing (KV2-INV-390)."""
+    head, tail = path.rsplit("/", 1)
+    ref = f'"vault+kv2:///secret/data/{head}/" ~ "{tail}"'
+    return f'user={{{{ kv2({ref} ~ "#user") }}}}\npassword={{{{ kv2({ref} ~ "#password") }}}}\n'
+
+
 def write_config(
     directory: Path,
     templates: Sequence[tuple[str, str]],

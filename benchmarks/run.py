@@ -115,6 +115,10 @@ class Profile:
     once_warmup: int = 2
     reads_templates: int = 50
     reads_secrets: int = 20
+    # issue 16: templates whose secret paths are computed while rendering, half of them over
+    # secrets the constant templates also read (still one read each per pass)
+    reads_dynamic_templates: int = 20
+    reads_dynamic_secrets: int = 5
     pinned_secrets: int = 20
     pinned_interval: float = 1.0
     pinned_polls: int = 5
@@ -153,6 +157,8 @@ TINY = Profile(
     once_warmup=0,
     reads_templates=5,
     reads_secrets=3,
+    reads_dynamic_templates=4,
+    reads_dynamic_secrets=2,
     pinned_secrets=2,
     pinned_interval=0.3,
     pinned_polls=2,
@@ -246,22 +252,33 @@ class Bench:
         self.notes["once_wall_ms"] = f"{len(samples['once'])} interleaved runs"
 
     def reads_per_pass(self) -> None:
-        """50 templates over 20 secrets, one ``--once``; secret reads counted at the server."""
+        """50 templates over 20 secrets, plus 20 whose paths are computed while rendering
+        (over 5 secrets of their own and 5 of the constant ones), one ``--once``; secret reads
+        counted at the server (KV2-AC-232, KV2-INV-390)."""
         items = c.secret_items(self.p.reads_secrets)
+        dyn_items = c.secret_items(self.p.reads_dynamic_secrets, "bench/dyn")
         paths = [p for p, _ in items]
+        dyn_targets = [p for p, _ in dyn_items] + paths[: self.p.reads_dynamic_secrets]
         with c.ServerProc() as srv:
-            srv.seed(items)
+            srv.seed(items + dyn_items)
             templates = c.templates_over(self.p.reads_templates, paths)
-            config = c.write_config(self._dir("reads"), templates)
+            dynamic = [
+                (c.computed_template_body(dyn_targets[i % len(dyn_targets)]), f"d{i:04d}.conf")
+                for i in range(self.p.reads_dynamic_templates)
+            ]
+            config = c.write_config(self._dir("reads"), templates + dynamic)
             srv.reset()
             self.kv2render_once(config, srv.env())()
             reads = srv.count("/v1/secret/")
             total = srv.count()
-        self.result["unique_secrets"] = len({paths[i % len(paths)] for i in range(len(templates))})
+        constant = {paths[i % len(paths)] for i in range(len(templates))}
+        computed = {dyn_targets[i % len(dyn_targets)] for i in range(len(dynamic))}
+        self.result["unique_secrets"] = len(constant | computed)
         self.result["reads_per_pass"] = reads
+        refs = 2 * (len(templates) + len(dynamic))
         self.notes["reads_per_pass"] = (
-            f"{self.p.reads_templates} templates, {2 * self.p.reads_templates} references; "
-            f"{total} requests in all (naive: {2 * self.p.reads_templates} reads)"
+            f"{len(templates)} templates + {len(dynamic)} with computed paths, {refs} "
+            f"references; {total} requests in all (naive: {refs} reads)"
         )
 
     def pinned_polls(self) -> None:

@@ -74,7 +74,8 @@ def test_every_section_produces_every_key(tmp_path: Path) -> None:
     assert not missing, missing
     document = json.loads(run.report_json(result))
     assert list(document) == list(run.KEYS)
-    assert result["unique_secrets"] == run.TINY.reads_secrets
+    # the constant secrets and the computed templates' own (issue 16: computed paths count)
+    assert result["unique_secrets"] == run.TINY.reads_secrets + run.TINY.reads_dynamic_secrets
     assert result["reads_per_pass"] == result["unique_secrets"]
     assert result["reads_per_poll_pinned"] == 0
     for key in run.KEYS:
