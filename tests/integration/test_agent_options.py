@@ -186,3 +186,19 @@ def test_agent_comma_command_runs_as_argv(dev_server: DevServer, tmp_path: Path)
     result = run_cli(["--config", str(hcl), "--once"], {"VAULT_TOKEN": token})
     assert result.code == 0, result.text
     assert (tmp_path / "ran").read_text() == "hi\n"
+
+
+def test_function_denylist_is_refused_naming_why(tmp_path: Path) -> None:
+    """KV2-FC-251: a template's function_denylist is not enforced, so it is refused (exit 2)
+    rather than ignored, with the reason."""
+    hcl = tmp_path / "agent.hcl"
+    hcl.write_text(
+        'vault { address = "http://127.0.0.1:1" }\n'
+        'template {\n  contents = "x"\n  destination = "out"\n'
+        '  function_denylist = ["env"]\n}\n',
+        encoding="utf-8",
+    )
+    result = run_cli(["check", "--config", str(hcl)], {"VAULT_TOKEN": "t"})
+    assert result.code == 2, result.text
+    assert "template[0].function_denylist: not supported by kv2render" in result.text
+    assert "refused rather than ignored" in result.text
