@@ -190,8 +190,7 @@ def normalize(tree: Mapping[str, Any], path: Path, *, reason: str | None = None)
     metrics_listener(out, found.changes, found.ignored)
     _drop_ignored_settings(out, found)
     _canonical_method(out)
-    if hcl:
-        _hcl_sink_modes(out)
+    _canonical_sinks(out, hcl=hcl)
     templates = out.get("template")
     for index, item in enumerate(templates if isinstance(templates, list) else ()):
         if not isinstance(item, dict):
@@ -343,15 +342,22 @@ def _agent_command(item: dict[str, Any]) -> None:
         item["command"] = command[0]
 
 
-def _hcl_sink_modes(tree: dict[str, Any]) -> None:
-    """A sink's ``mode = 0640`` in HCL is octal, as for ``perms`` (see _agent_perms)."""
+def _canonical_sinks(tree: dict[str, Any], *, hcl: bool) -> None:
+    """``sink "file" { config { ... } }`` as ``{type: file, config: {...}}`` (convert-config
+    prints that), and a sink's ``mode = 0640`` in HCL read as octal, as ``perms`` is."""
     auto_auth = tree.get("auto_auth")
     sinks = auto_auth.get("sink") if isinstance(auto_auth, dict) else None
-    for sink in sinks if isinstance(sinks, list) else [sinks]:
-        bodies = [sink, *sink.values()] if isinstance(sink, dict) else []
-        for body in bodies:
-            configs = body.get("config") if isinstance(body, dict) else None
-            for config in configs if isinstance(configs, list) else [configs]:
+    if not isinstance(sinks, list):
+        return  # one mapping or a bad value: config/sink.py reads or reports it
+    for index, sink in enumerate(sinks):
+        if isinstance(sink, dict) and "type" not in sink and len(sink) == 1:
+            ((label, body),) = sink.items()
+            body = _first(body)
+            if isinstance(body, dict):
+                sinks[index] = sink = {"type": label, **body}
+        if isinstance(sink, dict) and "config" in sink:
+            sink["config"] = config = _first(sink["config"])
+            if hcl:
                 _octal_mode(config)
 
 

@@ -224,3 +224,17 @@ def test_a_failing_sink_fails_the_login_and_names_no_token(
     with store, pytest.raises(WriteError) as info:
         store.login()
     assert "it is a directory" in str(info.value) and str(tmp_path / "s") in str(info.value)
+
+
+def test_convert_config_keeps_the_sinks(tmp_path: Path) -> None:
+    """KV2-AC-490, KV2-AC-268: convert-config prints each sink as {type: file, config: ...}
+    with the HCL mode as an octal string, and the YAML loads to the same sinks."""
+    from kv2render.config.agent import convert_config
+
+    body = 'sink "file" { config { path = "tok" mode = 0600 uid = 7 } }'
+    agent = hcl_config(tmp_path, body)
+    (tmp_path / "t").write_text("x")
+    text = convert_config(agent)
+    assert "- type: file" in text and "mode: '0600'" in text
+    (tmp_path / "converted.yaml").write_text(text, encoding="utf-8")
+    assert load(tmp_path / "converted.yaml", env={}).sinks == load(agent, env={}).sinks
