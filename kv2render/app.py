@@ -70,9 +70,11 @@ def render_once(cfg: Config, *, store: SessionStore | None = None) -> int:
         # Inside the try: a malformed VAULT_TOKEN is refused here (KV2-INV-351), and the
         # pid file must still go. hvac is imported here, lazily, by the one opener.
         if store is None:
+            from kv2render.output.sink import token_writer
             from kv2render.store.client import open_store
 
-            active = open_store(cfg, once=True)
+            # KV2-INV-490: with a sink, the token is written there after the login.
+            active = open_store(cfg, once=True, on_token=token_writer(cfg.sinks))
         else:
             active = store
         # KV2-INV-354: waiting for the server (logins, reads, retries) is bounded.

@@ -58,6 +58,7 @@ from kv2render.refs import SecretRef
 
 if TYPE_CHECKING:
     from kv2render.config.build import Checked
+    from kv2render.config.sink import FileSink
 
 __all__ = [
     "AuthSettings",
@@ -163,6 +164,8 @@ class Config:
     # 0 means none (only vault.retry.num_retries bounds the retries). Not used by the daemon.
     once_timeout: float = 60.0
     metrics: MetricsSettings | None = None
+    # auto_auth.sink "file" (KV2-INV-490): where the token is written, when asked for.
+    sinks: tuple[FileSink, ...] = ()
     # Process-supervisor mode (issue 16, KV2-INV-470): variables rendered in memory for the
     # child that ``exec`` runs; both empty/None otherwise (config/supervise.py).
     env_templates: tuple[EnvTemplateSpec, ...] = ()

@@ -62,10 +62,7 @@ AGENT_JSON_SUFFIX = ".agent.json"
 
 # Stanzas whose absence would change what is rendered or written: refused (KV2-FC-251).
 # env_template/exec (process-supervisor mode) are kv2render vocabulary since issue 16.
-_REFUSED = {
-    "auto_auth.sink": "kv2render never writes tokens to disk (it keeps its token in memory); "
-    "remove the sink, and give programs rendered files instead of a token",
-}
+_REFUSED: dict[str, str] = {}
 
 # Top-level stanzas and settings that do not change what is rendered: dropped, warned.
 _IGNORED_TOP = {
@@ -193,6 +190,7 @@ def normalize(tree: Mapping[str, Any], path: Path, *, reason: str | None = None)
     metrics_listener(out, found.changes, found.ignored)
     _drop_ignored_settings(out, found)
     _canonical_method(out)
+    _canonical_sinks(out, hcl=hcl)
     templates = out.get("template")
     for index, item in enumerate(templates if isinstance(templates, list) else ()):
         if not isinstance(item, dict):
@@ -239,6 +237,7 @@ def _normalize_template(item: dict[str, Any], where: str, hcl: bool, found: _Fou
             del item[key]
             found.drop(f"{where}.{key}", why, f"ignoring '{where}.{key}' ({why})")
     _exec_block(item, where)
+    _agent_command(item)
     if _agent_perms(item, hcl=hcl):
         found.no_perms.append(where)
         item["perms"] = "0600"  # stated, so convert-config's YAML shows the mode
@@ -292,10 +291,7 @@ def _notices(path: Path, reason: str | None, found: _Found) -> tuple[Notice, ...
 
 
 def _refuse(tree: dict[str, Any]) -> None:
-    found: list[str] = []
-    auto_auth = tree.get("auto_auth")
-    if isinstance(auto_auth, dict) and "sink" in auto_auth:
-        found.append("auto_auth.sink")
+    found = [key for key in _REFUSED if key in tree]
     if found:
         raise ConfigError(
             "not supported by kv2render",
@@ -332,6 +328,44 @@ def _exec_block(item: dict[str, Any], where: str) -> None:
     item["command"] = sec.get("command")
     if sec.has("timeout"):
         item["command_timeout"] = sec.get("timeout")
+
+
+def _agent_command(item: dict[str, Any]) -> None:
+    """``command`` as consul-template decodes it (KV2-INV-492): a string is split on every
+    comma, spaces kept (``StringToWeakSliceHookFunc(",")``), and a one-item list runs in
+    ``/bin/sh -c``. Measured with OpenBao Agent 2.7: ``"sh,-c,echo hi"`` runs argv
+    ``[sh, -c, "echo hi"]``; ``"echo hi"`` and ``["echo hi"]`` run in a shell."""
+    command = item.get("command")
+    if isinstance(command, str) and "," in command:
+        item["command"] = command.split(",")
+    elif isinstance(command, list) and len(command) == 1 and isinstance(command[0], str):
+        item["command"] = command[0]
+
+
+def _canonical_sinks(tree: dict[str, Any], *, hcl: bool) -> None:
+    """``sink "file" { config { ... } }`` as ``{type: file, config: {...}}`` (convert-config
+    prints that), and a sink's ``mode = 0640`` in HCL read as octal, as ``perms`` is."""
+    auto_auth = tree.get("auto_auth")
+    sinks = auto_auth.get("sink") if isinstance(auto_auth, dict) else None
+    if not isinstance(sinks, list):
+        return  # one mapping or a bad value: config/sink.py reads or reports it
+    for index, sink in enumerate(sinks):
+        if isinstance(sink, dict) and "type" not in sink and len(sink) == 1:
+            ((label, body),) = sink.items()
+            body = _first(body)
+            if isinstance(body, dict):
+                sinks[index] = sink = {"type": label, **body}
+        if isinstance(sink, dict) and "config" in sink:
+            sink["config"] = config = _first(sink["config"])
+            if hcl:
+                _octal_mode(config)
+
+
+def _octal_mode(config: Any) -> None:
+    mode = config.get("mode") if isinstance(config, dict) else None
+    if isinstance(config, dict) and isinstance(mode, int) and not isinstance(mode, bool):
+        if set(str(mode)) <= set("01234567"):
+            config["mode"] = "0" + str(mode)
 
 
 def _agent_perms(item: dict[str, Any], *, hcl: bool) -> bool:

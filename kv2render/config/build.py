@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from kv2render import refs
 from kv2render.config import (
@@ -40,6 +40,9 @@ from kv2render.config.values import (
 )
 from kv2render.errors import ConfigError, flatten, raise_all
 from kv2render.refs import SecretRef
+
+if TYPE_CHECKING:
+    from kv2render.config.sink import FileSink
 
 # One logger name for the whole config stage, whichever module of it speaks.
 log = logging.getLogger("kv2render.config")
@@ -157,7 +160,11 @@ def build_checked(
     # Process-supervisor mode (KV2-INV-470): env templates replace file templates.
     supervised = top.has("env_template") or top.has("exec")
     templates = _templates(
-        top, base, None if vault is None else vault.address, problems, optional=supervised
+        top,
+        base,
+        None if vault is None else vault.address,
+        problems,
+        optional=supervised or _has_sink(top),  # a sink alone is a valid agent config
     )
     supervisor = attempt(lambda: supervisor_settings(top, base, bool(top.get("template"))))
     status_file = attempt(lambda: top.opt("status_file", as_path, base))
@@ -165,6 +172,7 @@ def build_checked(
     exit_after_auth = attempt(lambda: bool(top.opt("exit_after_auth", as_bool)))
     once_timeout = attempt(lambda: _once_timeout(top))
     metrics = attempt(lambda: _metrics(top))
+    sinks = attempt(lambda: _sinks(top, auth, base))
     if problems or vault is None or auth is None or template_config is None or supervisor is None:
         return Checked(None, tuple(flatten(problems)), templates)
     config = Config(
@@ -178,6 +186,7 @@ def build_checked(
         exit_after_auth=bool(exit_after_auth),
         once_timeout=Config.once_timeout if once_timeout is None else once_timeout,
         metrics=metrics,
+        sinks=sinks or (),
         env_templates=supervisor[0],
         exec=supervisor[1],
     )
@@ -276,7 +285,7 @@ def _auth_settings(
         return AuthSettings(
             type="token_env", config=TokenEnvSettings(token=found[1], variable=found[0])
         )
-    auto_auth = top.section("auto_auth", ("method",))
+    auto_auth = top.section("auto_auth", ("method", "sink"))
     if not auto_auth.has("method"):
         raise ConfigError("is required", where="auto_auth.method", hint="add method: {type: ...}")
     # Imported here: a token from the environment needs none of the methods' settings.
@@ -285,6 +294,17 @@ def _auth_settings(
     # ``vault`` None: the vault block has a problem of its own, already recorded.
     client_cert = None if vault is None else (vault.client_cert, vault.client_key)
     return parse_method(auto_auth.get("method"), base, client_cert)
+
+
+def _has_sink(top: Section) -> bool:
+    auto_auth = top.get("auto_auth")
+    return isinstance(auto_auth, Mapping) and auto_auth.get("sink") is not None
+
+
+def _sinks(top: Section, auth: AuthSettings | None, base: Path) -> tuple[FileSink, ...]:
+    from kv2render.config.sink import parse_sinks  # only a config with a sink pays for it
+
+    return parse_sinks(top.get("auto_auth")["sink"], base, auth) if _has_sink(top) else ()
 
 
 def _template_config(sec: Section) -> TemplateConfig:

@@ -4,7 +4,7 @@ config has ``auto_auth`` (config/auth.py says why).
     TokenFileSettings        token_file_path
     AppRoleSettings          role_id_file_path, secret_id_file_path, remove_...
     KubernetesSettings       role, token_path
-    JwtSettings              role, path
+    JwtSettings              role, path, remove_jwt_after_reading, remove_jwt_follows_...
     CertSettings             name; the TLS client certificate (from the vault block)
     BearerTokenFileSettings  token_file_path           (kv2render's, issue 6)
     MtlsSettings             the TLS client certificate (kv2render's, issue 6)
@@ -66,6 +66,10 @@ class JwtSettings:
     method: ClassVar[str] = "jwt"
     role: str
     path: Path
+    # Vault Agent defaults (auth/jwt/jwt.go): the JWT file is removed after reading, the
+    # link itself when it is a symlink (KV2-INV-494).
+    remove_jwt_after_reading: bool = True
+    remove_jwt_follows_symlinks: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,12 @@ _METHOD_CONFIG: dict[str, dict[str, tuple[_Kind, bool, Any]]] = {
         "role": ("str", True, None),
         "token_path": ("path", False, str(DEFAULT_KUBERNETES_TOKEN_PATH)),
     },
-    "jwt": {"role": ("str", True, None), "path": ("path", True, None)},
+    "jwt": {
+        "role": ("str", True, None),
+        "path": ("path", True, None),
+        "remove_jwt_after_reading": ("bool", False, True),
+        "remove_jwt_follows_symlinks": ("bool", False, False),
+    },
     "cert": {"name": ("str", False, None)},
     "bearer_token_file": {"token_file_path": ("path", True, None)},
     "mtls": {},

@@ -18,7 +18,7 @@ from kv2render.errors import ConfigError, InlineCredentialError, raise_all
 
 # Vault Agent keys a user may bring along that kv2render does not implement: say why.
 UNSUPPORTED = {
-    "sink": "kv2render never writes tokens to disk; remove the sink",
+    "sink": "a token sink belongs in auto_auth: auto_auth.sink (type file, config.path)",
     "cache": "kv2render has no cache/proxy; remove it",
     "listener": "write 'metrics: {address: 127.0.0.1:9102}' for the metrics/health listener",
     "api_proxy": "kv2render has no API proxy; remove it",
@@ -29,7 +29,9 @@ UNSUPPORTED = {
     "wrap_ttl": "response-wrapped tokens are not supported",
     "wait": "quiescence timers are not supported yet",
     "sandbox_path": "consul-template's file function is not supported",
-    "function_denylist": "consul-template's file/env functions are not available anyway",
+    "function_denylist": "not enforced by kv2render yet, so refused rather than ignored; "
+    "kv2render has no file, writeToFile or Consul functions at all "
+    "(docs/migrating-from-vault-agent.md)",
 }
 
 

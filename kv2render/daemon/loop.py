@@ -429,7 +429,8 @@ class Daemon:
         new, prepared = loaded
         old = self.cfg
         self.cfg = self.token.cfg = new
-        if (new.vault, new.auth) != (old.vault, old.auth):
+        # A changed sink too (KV2-INV-490): the new store's login writes the new sink.
+        if (new.vault, new.auth, new.sinks) != (old.vault, old.auth, old.sinks):
             log.info("%s: server or auth settings changed; reconnecting", reason)
             self.close()
             self._cache.clear()

@@ -142,6 +142,7 @@ def run(
     from kv2render import config as config_mod
     from kv2render.hardening import disable_core_dumps
     from kv2render.output.instance import instance_lock, remove_leftover_temp_files
+    from kv2render.output.sink import token_writer
     from kv2render.output.status import PidFile
     from kv2render.store.client import open_store
     from kv2render.store.transport import warn_transport
@@ -175,7 +176,7 @@ def run(
         daemon = Daemon(
             cfg,
             # The one opener; the stop event ends a store's retry wait when the daemon stops.
-            store_factory=lambda c: open_store(c, stop_event=stop),
+            store_factory=lambda c: open_store(c, stop_event=stop, on_token=token_writer(c.sinks)),
             ticks=ticks,
             stop=stop,
             reload_config=reload_config if path is not None else None,

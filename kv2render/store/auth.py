@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kv2render.config.auth import AuthSettings, TokenEnvSettings
 from kv2render.errors import AuthError
-from kv2render.store.credentials import SecretIdFile, check_credential, read_credential, stamp
+from kv2render.store.credentials import (
+    JwtFile,
+    SecretIdFile,
+    check_credential,
+    read_credential,
+    stamp,
+)
 
 if TYPE_CHECKING:
     # config.methods is loaded only when a config has auto_auth (config/auth.py).
@@ -277,28 +283,56 @@ class AppRole(_Method):
 
 class JwtLogin(_Method):
     """kubernetes and jwt: POST {role, jwt} where the JWT is re-read from its file at each
-    login (a projected service-account token rotates)."""
+    login (a projected service-account token rotates). The jwt method's file is removed
+    after a successful login unless ``remove_jwt_after_reading`` is false (:class:`JwtFile`,
+    KV2-INV-494); the kubernetes token file never is."""
 
-    def __init__(self, auth: AuthSettings, settings: KubernetesSettings | JwtSettings) -> None:
+    def __init__(
+        self,
+        auth: AuthSettings,
+        settings: KubernetesSettings | JwtSettings,
+        *,
+        defer_removal: bool = False,
+    ) -> None:
         self.method = method = settings.method
         self._mount = auth.mount_path
         self._namespace = auth.namespace
         self._role = settings.role
         from kv2render.config.methods import KubernetesSettings
 
+        self._consumed: JwtFile | None = None
         if isinstance(settings, KubernetesSettings):
             self._jwt_file, self._path_key = settings.token_path, "token_path"
         else:
             self._jwt_file, self._path_key = settings.path, "path"
+            if settings.remove_jwt_after_reading:
+                self._consumed = JwtFile(
+                    settings.path,
+                    remove=True,
+                    defer_removal=defer_removal,
+                    follow_symlinks=settings.remove_jwt_follows_symlinks,
+                )
         self.label = f"{method} at {self._mount}, role {self._role!r}"
         self.identity = f"the JWT in {self._jwt_file} and role {self._role!r}"
 
     def login(self, transport: LoginTransport) -> LoginResult:
-        jwt = read_credential(self._jwt_file, "JWT", f"auto_auth.method.config.{self._path_key}")
+        used = None
+        if self._consumed is not None:
+            jwt, used = self._consumed.read()
+        else:
+            where = f"auto_auth.method.config.{self._path_key}"
+            jwt = read_credential(self._jwt_file, "JWT", where)
         path = f"{self._mount}/login"
         body = {"role": self._role, "jwt": jwt}
         reply = _checked(lambda: transport.post(path, body, namespace=self._namespace), self)
-        return _login_result(reply, path)
+        result = _login_result(reply, path)
+        if self._consumed is not None:
+            self._consumed.logged_in(jwt, used)
+        return result
+
+    def release_credentials(self) -> None:
+        if self._consumed is not None:
+            self._consumed.release()
 
     def credential_files(self) -> tuple[Path, ...]:
         return (self._jwt_file,)
@@ -383,9 +417,50 @@ class Mtls(_Method):
         return self._files
 
 
-def build_authenticator(auth: AuthSettings, *, once: bool = False) -> Authenticator:
+class TokenSinking:
+    """An Authenticator whose every successful login hands the new token to ``on_token``
+    (the daemon's and --once's token sink, KV2-INV-490): a login by the daemon's token
+    lifecycle, a re-login after a 403 or near expiry alike. ``on_token`` raising (a sink
+    that cannot be written) makes the login fail, so it is retried with the login backoff."""
+
+    def __init__(self, inner: Authenticator, on_token: Callable[[str], None]) -> None:
+        self._inner = inner
+        self._on_token = on_token
+        self.method = inner.method
+        self.label = inner.label
+        self.identity = inner.identity
+        self.needs_login = inner.needs_login
+        self.reloginable = inner.reloginable
+
+    def __repr__(self) -> str:
+        return f"<TokenSinking {self._inner!r}>"
+
+    def login(self, transport: LoginTransport) -> LoginResult:
+        result = self._inner.login(transport)
+        self._on_token(result.token)
+        return result
+
+    def header(self) -> Mapping[str, str]:
+        return self._inner.header()
+
+    def credential_files(self) -> tuple[Path, ...]:
+        return self._inner.credential_files()
+
+    def release_credentials(self) -> None:
+        self._inner.release_credentials()
+
+
+def build_authenticator(
+    auth: AuthSettings, *, once: bool = False, on_token: Callable[[str], None] | None = None
+) -> Authenticator:
     """The Authenticator for ``auth``, as config.auth parsed it. ``once``: a --once run,
-    which keeps the AppRole secret_id file until the run succeeded (KV2-INV-352)."""
+    which keeps the AppRole secret_id file until the run succeeded (KV2-INV-352).
+    ``on_token``: called with each new token (the token sink, KV2-INV-490)."""
+    method = _authenticator(auth, once=once)
+    return method if on_token is None else TokenSinking(method, on_token)
+
+
+def _authenticator(auth: AuthSettings, *, once: bool) -> Authenticator:
     settings = auth.config
     if isinstance(settings, TokenEnvSettings):
         return TokenEnv(settings)
@@ -404,7 +479,7 @@ def build_authenticator(auth: AuthSettings, *, once: bool = False) -> Authentica
     if isinstance(settings, AppRoleSettings):
         return AppRole(auth, settings, defer_removal=once)
     if isinstance(settings, KubernetesSettings | JwtSettings):
-        return JwtLogin(auth, settings)
+        return JwtLogin(auth, settings, defer_removal=once)
     if isinstance(settings, CertSettings):
         return CertLogin(auth, settings)
     if isinstance(settings, BearerTokenFileSettings):

@@ -410,14 +410,16 @@ def open_store(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] | None = None,
     once: bool = False,
+    on_token: Callable[[str], None] | None = None,
 ) -> HvacSecretStore:
     """The one way to open the real store for a loaded config (app's --once and the daemon):
     its authenticator, a pool sized for a pass's concurrent reads. ``stop_event``: the
     daemon's stop, which ends a retry wait at once. ``once``: a --once run (the AppRole
-    secret_id file outlives a failed run, KV2-INV-352)."""
+    secret_id file outlives a failed run, KV2-INV-352). ``on_token``: the token sink's
+    writer, called after each login (KV2-INV-490)."""
     return HvacSecretStore(
         cfg.vault,
-        build_authenticator(cfg.auth, once=once),
+        build_authenticator(cfg.auth, once=once, on_token=on_token),
         clock=clock,
         sleep=sleep,
         stop_event=stop_event,

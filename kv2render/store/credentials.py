@@ -5,6 +5,7 @@
     check_credential(text, ...)          a value fit to send (KV2-INV-351), or AuthError
     stamp(path)                          which file a path is now (inode, size, mtime)
     SecretIdFile                         an AppRole secret_id file: read, kept, removed
+    JwtFile                              a jwt method's JWT file: the same life
 
 A credential never appears in a log line, an exception or a repr (KV2-INV-001): errors
 name the file or the variable, and say what is wrong in words that never quote the value.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from kv2render.errors import AuthError
 
-__all__ = ["SecretIdFile", "check_credential", "read_credential", "stamp"]
+__all__ = ["JwtFile", "SecretIdFile", "check_credential", "read_credential", "stamp"]
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +113,23 @@ class SecretIdFile:
     """
 
     _WHERE = "auto_auth.method.config.secret_id_file_path"
+    _WHAT = "secret_id"
+    _SETTING = "remove_secret_id_file_after_reading"
+    _METHOD = "approle"
 
-    def __init__(self, path: Path, *, remove: bool, defer_removal: bool) -> None:
+    def __init__(
+        self, path: Path, *, remove: bool, defer_removal: bool, follow_symlinks: bool = False
+    ) -> None:
         self.path = path
         self._remove = remove
         self._defer_removal = defer_removal
+        self._follow_symlinks = follow_symlinks
         self._cached = ""
         self._used: Stamp | None = None  # the file a login succeeded with
         self._removal_warned = False
 
     def __repr__(self) -> str:  # the path only, never the cached value
-        return f"<SecretIdFile {self.path}>"
+        return f"<{type(self).__name__} {self.path}>"
 
     def read(self) -> tuple[str, Stamp | None]:
         """(secret_id, the stamp of the file it came from; None for the cached value)."""
@@ -131,17 +138,17 @@ class SecretIdFile:
         if self._cached and found is None:
             return self._cached, None
         try:
-            secret_id = read_credential(path, "secret_id", self._WHERE)
+            secret_id = read_credential(path, self._WHAT, self._WHERE)
         except AuthError as exc:
             if self._remove and not path.exists():
                 # KV2-FC-351: the usual reason is our own removal after an earlier login.
+                what, setting = self._WHAT, self._SETTING
                 raise AuthError(
                     exc.message,
                     where=self._WHERE,
-                    hint="remove_secret_id_file_after_reading (default true) removes it after "
-                    "a successful login, so an earlier run may have removed it; provide a new "
-                    "secret_id (or set remove_secret_id_file_after_reading: false for a "
-                    "secret_id meant to be reused)",
+                    hint=f"{setting} (default true) removes it after a successful login, so "
+                    f"an earlier run may have removed it; provide a new {what} (or set "
+                    f"{setting}: false for a {what} meant to be reused)",
                 ) from exc
             raise
         return secret_id, found
@@ -167,9 +174,13 @@ class SecretIdFile:
         if self._used is None:
             return
         used, self._used = self._used, None
+        what, method = self._WHAT, self._METHOD
         if stamp(path) != used:
-            log.debug("approle: secret_id file %s changed since the login; kept", path)
+            log.debug("%s: %s file %s changed since the login; kept", method, what, path)
             return
+        if self._follow_symlinks:
+            # remove_jwt_follows_symlinks: the link's target goes, as in Vault Agent.
+            path = Path(os.path.realpath(path))
         try:
             path.unlink()
         except FileNotFoundError:
@@ -181,10 +192,26 @@ class SecretIdFile:
             self._removal_warned = True
             log.log(
                 level,
-                "approle: could not remove secret_id file %s after the login (%s); it stays "
-                "until removed by hand (or set remove_secret_id_file_after_reading: false)",
+                "%s: could not remove %s file %s after the login (%s); it stays until "
+                "removed by hand (or set %s: false)",
+                method,
+                what,
                 path,
                 exc.strerror or type(exc).__name__,
+                self._SETTING,
             )
             return
-        log.info("approle: removed secret_id file %s after the login", path)
+        log.info("%s: removed %s file %s after the login", method, what, path)
+
+
+class JwtFile(SecretIdFile):
+    """The jwt method's JWT file (``path``), removed after a successful login when
+    ``remove_jwt_after_reading`` (default true, as in Vault Agent), with the secret_id
+    file's safety (KV2-INV-494): never before a login succeeded, with --once only when the
+    whole run succeeded, a refused removal warned once. ``remove_jwt_follows_symlinks``
+    removes a symlink's target instead of the link."""
+
+    _WHERE = "auto_auth.method.config.path"
+    _WHAT = "JWT"
+    _SETTING = "remove_jwt_after_reading"
+    _METHOD = "jwt"

@@ -139,14 +139,15 @@ def test_error_on_missing_key_true_fails_the_render(agent_server: DevServer, wor
 
 
 def test_refused_stanzas_fail_check_with_one_message(workdir: Path) -> None:
-    """KV2-AC-264, KV2-FC-251: a sink fails with exit 2 and its reason; env_template is no
-    longer refused (process-supervisor mode, KV2-INV-470), so only the sink is named."""
+    """KV2-AC-264, KV2-FC-251, KV2-FC-490: a response-wrapping sink fails with exit 2 and its
+    reason (a plain sink is written since issue 16); env_template is no longer refused
+    (process-supervisor mode, KV2-INV-470), so only the sink is named."""
     path = workdir / "agent.hcl"
     path.write_text(
         'vault {\n  address = "https://vault.example:8200"\n}\n'
         "auto_auth {\n"
         '  method "approle" {\n    config = { role_id_file_path = "/r" }\n  }\n'
-        '  sink "file" {\n    config = { path = "/tmp/token" }\n  }\n'
+        '  sink "file" {\n    wrap_ttl = "5m"\n    config = { path = "/tmp/token" }\n  }\n'
         "}\n"
         'env_template "DB" {\n  contents = "x"\n}\n',
         encoding="utf-8",
@@ -154,9 +155,9 @@ def test_refused_stanzas_fail_check_with_one_message(workdir: Path) -> None:
     result = run_cli(["check", "--config", str(path)])
     assert result.code == 2
     lines = [line for line in result.text.splitlines() if "not supported by kv2render" in line]
-    assert len(lines) == 1 and "auto_auth.sink: not supported" in lines[0]
+    assert len(lines) == 1 and "auto_auth.sink[0].wrap_ttl: not supported" in lines[0]
     assert "env_template" not in lines[0]
-    assert "never writes tokens to disk" in lines[0]
+    assert "response-wrapped tokens are not supported" in lines[0]
 
 
 @pytest.mark.parametrize(

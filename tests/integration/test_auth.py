@@ -502,8 +502,10 @@ def test_credentials_never_appear_in_errors_reprs_or_logs(
     attempt(make_store(dev_server, "approle", config=approle))  # logs in, then 403
     attempt(make_store(dev_server, "approle", config={**approle,
             "secret_id_file_path": tmp_path / "bad-sid"}))  # fmt: skip
-    attempt(make_store(dev_server, "jwt", config={"role": "app", "path": tmp_path / "jwt"}))
-    attempt(make_store(dev_server, "jwt", config={"role": "nope", "path": tmp_path / "jwt"}))
+    # Kept (KV2-INV-494 removes it after a login by default) for the refused login below.
+    jwt_conf = {"path": tmp_path / "jwt", "remove_jwt_after_reading": False}
+    attempt(make_store(dev_server, "jwt", config={"role": "app", **jwt_conf}))
+    attempt(make_store(dev_server, "jwt", config={"role": "nope", **jwt_conf}))
     dev_server.faults.status = 503
     attempt(make_store(dev_server, env_token=token))
     dev_server.faults.status = None

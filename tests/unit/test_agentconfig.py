@@ -114,9 +114,9 @@ def test_agent_reason_says_why(workdir: Path) -> None:
 
 
 def test_refused_stanzas_are_named_in_one_error(workdir: Path) -> None:
-    """KV2-FC-251, KV2-AC-264: auto_auth.sink would change what is written: an error
-    (exit 2) with its reason. env_template and exec are process-supervisor mode now
-    (KV2-INV-470): read, not refused."""
+    """KV2-FC-251, KV2-AC-264, KV2-FC-490: a response-wrapping sink would change what is
+    written: an error (exit 2) with its reason. env_template and exec are
+    process-supervisor mode now (KV2-INV-470): read, not refused."""
     text = hcl(
         f"""
 auto_auth {{
@@ -124,6 +124,7 @@ auto_auth {{
     config = {{ role_id_file_path = "/r" }}
   }}
   sink "file" {{
+    wrap_ttl = "5m"
     config = {{ path = "/tmp/{SENTINEL}" }}
   }}
 }}
@@ -139,8 +140,8 @@ exec {{
         load_agent(workdir, "agent.hcl", text)
     err = info.value
     assert err.exit_code == 2
-    assert str(err).startswith("auto_auth.sink: not supported by kv2render")
-    assert "never writes tokens to disk" in str(err) and "env_template" not in str(err)
+    assert str(err).startswith("auto_auth.sink[0].wrap_ttl: not supported by kv2render")
+    assert "response-wrapped" in str(err) and "env_template" not in str(err)
     assert SENTINEL not in str(err)
 
 
@@ -457,7 +458,8 @@ def test_convert_config_comments_every_change() -> None:
 
 
 def test_convert_config_refuses_yaml_and_unsupported_stanzas(workdir: Path) -> None:
-    """KV2-AC-264, KV2-AC-268: a kv2render YAML is not converted; a sink is refused."""
+    """KV2-AC-264, KV2-AC-268: a kv2render YAML is not converted; a wrapping sink is
+    refused."""
     native = write(workdir, "c.yaml", "vault: {address: 'https://v:1'}\n")
     with pytest.raises(ConfigError, match="is not a Vault Agent config"):
         agentconfig.convert_config(native)
@@ -466,10 +468,10 @@ def test_convert_config_refuses_yaml_and_unsupported_stanzas(workdir: Path) -> N
         "agent.hcl",
         hcl(
             'auto_auth {\n method "approle" {\n config = { role_id_file_path = "/r" }\n }\n'
-            ' sink "file" {\n config = { path = "/t" }\n }\n}\n'
+            ' sink "file" {\n wrap_ttl = "1m"\n config = { path = "/t" }\n }\n}\n'
         ),
     )
-    with pytest.raises(ConfigError, match=r"^auto_auth\.sink: not supported"):
+    with pytest.raises(ConfigError, match=r"^auto_auth\.sink\[0\]\.wrap_ttl: not supported"):
         agentconfig.convert_config(sink)
 
 

@@ -268,11 +268,11 @@ def test_unknown_keys_are_errors_with_path_and_suggestion(
 
 
 def test_vault_agent_keys_kv2render_does_not_implement_say_why(workdir: Path) -> None:
-    """KV2-FC-251, KV2-AC-264: an agent sink fails, naming why."""
-    data = tree(auto_auth={**approle(), "sink": [{"type": "file"}]})
-    err = load_error(workdir, data)
-    assert str(err).startswith("auto_auth.sink: not supported by kv2render")
-    assert "never writes tokens" in str(err)
+    """KV2-FC-251, KV2-AC-264, KV2-FC-490: an encrypted agent sink fails, naming why."""
+    sink = {"type": "file", "dh_type": "curve25519", "config": {"path": "t"}}
+    err = load_error(workdir, tree(auto_auth={**approle(), "sink": [sink]}))
+    assert str(err).startswith("auto_auth.sink[0].dh_type: not supported by kv2render")
+    assert "encrypted sinks are not supported" in str(err)
 
 
 def test_a_block_that_is_not_a_mapping_is_an_error(workdir: Path) -> None:
@@ -1050,7 +1050,13 @@ METHODS: list[tuple[dict[str, Any], str, dict[str, Any]]] = [
     (
         {"type": "jwt", "mount_path": "/auth/gitlab/", "config": {"role": "ci", "path": "/j"}},
         "auth/gitlab",
-        {"role": "ci", "path": Path("/j")},
+        # KV2-INV-494: Vault Agent's defaults, removal on and links not followed.
+        {
+            "role": "ci",
+            "path": Path("/j"),
+            "remove_jwt_after_reading": True,
+            "remove_jwt_follows_symlinks": False,
+        },
     ),
     ({"type": "cert", "config": {"name": "web"}}, "auth/cert", {"name": "web"}),
     ({"type": "cert"}, "auth/cert", {}),
