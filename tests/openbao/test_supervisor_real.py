@@ -239,3 +239,52 @@ def test_a_child_killed_by_a_signal(world: World) -> None:
     bao, kv2 = world.start(agent_hcl(world.server, world.token, "kill -KILL $$"))
     codes = {t.name: t.proc.wait(timeout=60) for t in (bao, kv2)}
     assert codes == {"bao": 255, "kv2render": 137}, (bao.output()[-2000:], kv2.output()[-2000:])
+
+
+def test_a_full_agent_config_with_a_sink_runs_unchanged(world: World) -> None:
+    """KV2-AC-489: one Vault Agent config with ``auto_auth`` (a method and a ``sink "file"``),
+    ``env_template`` blocks and ``exec`` runs unchanged on both tools (each writes its own
+    copy's sink path): the same child variables, the same exit code, and a sink file holding
+    the bare token, which works."""
+    results = {}
+    token_file = world.tmp / "child-token"  # not "root": that word is in every tmp path
+    token_file.write_text(world.server.create_token(policies=["root"]), encoding="utf-8")
+    for name in ("bao", "kv2render"):
+        sink = world.tmp / f"{name}.sink"
+        auto_auth = f"""auto_auth {{
+  method "token_file" {{
+    config {{
+      token_file_path = "{token_file}"
+    }}
+  }}
+  sink "file" {{
+    config {{
+      path = "{sink}"
+    }}
+  }}
+}}"""
+        text = agent_hcl(world.server, world.token, ENV_DUMP + "; exit 3")
+        start = text.index("auto_auth {")
+        end = text.index("template_config {")
+        config = world.tmp / f"{name}.hcl"
+        config.write_text(text[:start] + auto_auth + "\n" + text[end:], encoding="utf-8")
+        log = world.tmp / f"{name}-full.record"
+        env = {"PATH": os.environ["PATH"], "HOME": str(world.tmp), "LOG": str(log)}
+        if name == "bao":
+            argv = [str(bao_binary()), "agent", f"-config={config}"]
+        else:
+            argv = [sys.executable, "-m", "kv2render", "--config", str(config)]
+            env["PYTHONPATH"] = str(REPO)
+        proc = subprocess.run(
+            argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=90
+        )
+        results[name] = (proc.returncode, log.read_text().splitlines(), sink, proc.stderr)
+    for name, (code, record, sink, stderr) in results.items():
+        assert code == 3, (name, stderr[-2000:])
+        assert record == ["API_KEY=api-key", "DB_PASSWORD=pw-one", "done"], name
+        token = sink.read_text(encoding="utf-8")
+        assert token and not token.endswith("\n"), name
+        lookup = world.server.api("GET", "auth/token/lookup-self", token=token)
+        assert lookup["data"]["id"] == token, name
+        if name == "kv2render":
+            assert token.encode() not in stderr  # the sink is the one place it is written
