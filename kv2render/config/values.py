@@ -29,9 +29,6 @@ UNSUPPORTED = {
     "wrap_ttl": "response-wrapped tokens are not supported",
     "wait": "quiescence timers are not supported yet",
     "sandbox_path": "consul-template's file function is not supported",
-    "function_denylist": "not enforced by kv2render yet, so refused rather than ignored; "
-    "kv2render has no file, writeToFile or Consul functions at all "
-    "(docs/migrating-from-vault-agent.md)",
 }
 
 
@@ -206,12 +203,43 @@ def as_perms(value: Any, where: str) -> int:
         raise ConfigError(f"is not a file mode: {show(value)}", where=where, hint=hint)
     if mode & 0o7000:
         # Also catches `perms: 640` (decimal 640 = 0o1200), the usual unquoted mistake.
+        if isinstance(value, int):
+            hint = (
+                f"the number {value} is decimal (= 0o{mode:o}); for an octal mode write it "
+                "with a leading zero in HCL (0640), or as a string ('0640')"
+            )
         raise ConfigError(
             f"sets setuid/setgid/sticky bits ({mode:04o}), refused on rendered files",
             where=where,
             hint=hint,
         )
     return mode
+
+
+def function_denylist(sec: Section, syntax: str) -> tuple[str, ...]:
+    """A template's ``function_denylist``: consul-template function names, each one an error
+    when the template calls it (KV2-INV-496). A string is split on commas, as the agent's
+    decoder does. Names are exact: consul-template matches no globs."""
+    if not sec.has("function_denylist"):
+        return ()
+    where = sec.at("function_denylist")
+    value = sec.get("function_denylist")
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(
+            f"must be a list of function names, got {kind_of(value)}",
+            where=where,
+            hint='e.g. function_denylist = ["env", "mustEnv"]',
+        )
+    if syntax != "consul-template":
+        # KV2-FC-495: Jinja2 templates have no consul-template functions to deny.
+        raise ConfigError(
+            "applies to consul-template templates only",
+            where=where,
+            hint="set syntax: consul-template, or remove the key: a Jinja2 template calls "
+            "only kv2(), secret(), range() and filters, none reads the environment or files",
+        )
+    return tuple(dict.fromkeys(item for item in items if item))
 
 
 def as_owner(value: Any, where: str) -> str | int:
