@@ -89,7 +89,10 @@ def test_an_unexecuted_denied_call_and_go_builtins_render(
     ("template", "words"),
     [
         ({"contents": "x"}, "applies to consul-template templates only"),
-        ({"ref": "vault+kv2:///secret/data/app/db#password"}, "applies to consul-template templates only"),
+        (
+            {"ref": "vault+kv2:///secret/data/app/db#password"},
+            "applies to consul-template templates only",
+        ),
         ({"contents": "x", "syntax": "consul-template", "function_denylist_": 1}, "unknown"),
     ],
     ids=["jinja2", "ref", "unknown-key"],

@@ -80,9 +80,7 @@ def test_perms_and_sink_modes_are_the_modes_the_real_agent_writes(
         result = _run(tool, _config(bao_fresh_server, out))
         assert result.returncode == 0, (tool, result.stdout[-2000:], result.stderr[-2000:])
         seen[tool] = {name: stat.S_IMODE((out / name).stat().st_mode) for name in EXPECTED}
-    assert {k: oct(v) for k, v in seen["agent"].items()} == {
-        k: oct(v) for k, v in EXPECTED.items()
-    }
+    assert {k: oct(v) for k, v in seen["agent"].items()} == {k: oct(v) for k, v in EXPECTED.items()}
     assert seen["kv2render"] == seen["agent"]
     # The rendered bytes agree too (the sinks hold different tokens: one login each).
     for name in PERMS:

@@ -501,7 +501,8 @@ for _name in (
 # function_denylist cannot deny them (measured: `function_denylist = ["printf", "len"]` leaves
 # both working in OpenBao Agent 2.7.2).
 GO_BUILTINS = frozenset(
-    "and or not len index print println printf html js urlquery eq ne lt le gt ge call slice".split()
+    "and or not len index print println printf html js urlquery eq ne lt le gt ge call "
+    "slice".split()
 )
 
 
