@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv2render.config.listener import metrics_listener
 from kv2render.config.supervise import agent_defaults
-from kv2render.config.values import Section, kind_of
+from kv2render.config.values import Section, denylist_alias, kind_of
 from kv2render.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -237,7 +237,7 @@ def _normalize_template(item: dict[str, Any], where: str, found: _Found) -> None
             found.drop(f"{where}.{key}", why, f"ignoring '{where}.{key}' ({why})")
     _exec_block(item, where)
     _agent_command(item)
-    _denylist_alias(item)
+    denylist_alias(item)
     if _agent_perms(item):
         found.no_perms.append(where)
         item["perms"] = "0600"  # stated, so convert-config's YAML shows the mode
@@ -369,19 +369,6 @@ def _octal_text(mode: Any) -> Any:
     if type(mode) is int and 0 <= mode <= 0o777:
         return f"0{mode:03o}"
     return mode
-
-
-def _denylist_alias(item: dict[str, Any]) -> None:
-    """``function_blacklist``, consul-template's old name, joins ``function_denylist``
-    (KV2-INV-496); a shape other than a list is left for config/build.py to report."""
-    if "function_blacklist" not in item:
-        return
-    old, new = item["function_blacklist"], item.get("function_denylist")
-    if new is None:
-        item["function_denylist"] = item.pop("function_blacklist")
-    elif isinstance(old, list) and isinstance(new, list):
-        item["function_denylist"] = [*new, *old]
-        del item["function_blacklist"]
 
 
 def _agent_perms(item: dict[str, Any]) -> bool:

@@ -216,6 +216,20 @@ def as_perms(value: Any, where: str) -> int:
     return mode
 
 
+def denylist_alias(item: dict[str, Any]) -> None:
+    """In an agent template: ``function_blacklist``, consul-template's old name, joins
+    ``function_denylist`` (KV2-INV-496); another shape is left for function_denylist() to
+    report (the key is unknown to kv2render's own vocabulary)."""
+    if "function_blacklist" not in item:
+        return
+    old, new = item["function_blacklist"], item.get("function_denylist")
+    if new is None:
+        item["function_denylist"] = item.pop("function_blacklist")
+    elif isinstance(old, list) and isinstance(new, list):
+        item["function_denylist"] = [*new, *old]
+        del item["function_blacklist"]
+
+
 def function_denylist(sec: Section, syntax: str) -> tuple[str, ...]:
     """A template's ``function_denylist``: consul-template function names, each one an error
     when the template calls it (KV2-INV-496). A string is split on commas, as the agent's

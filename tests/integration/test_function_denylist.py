@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from kv2render.devserver import DevServer
+from kv2render.errors import RenderError
 from kv2render.render.ctmpl import compile_ctmpl, render_ctmpl
 
 from .cli_helpers import run_cli, write_config
@@ -135,5 +136,27 @@ def test_the_engine_denies_at_execute_time_only() -> None:
     )
     assert render_ctmpl(tpl, {}, env={"A": "a"}) == "B"
     tpl = compile_ctmpl('x\n{{ env "A" }}', name="t", function_denylist=("env",))
-    with pytest.raises(Exception, match=r'at <env "A">: error calling env: function is disabled'):
+    with pytest.raises(RenderError, match=r'at <env "A">: error calling env: function is disabled'):
         render_ctmpl(tpl, {}, env={"A": "a"})
+
+
+def test_an_agent_env_template_denies_too(tmp_path: Path) -> None:
+    """KV2-INV-496: an agent env_template (process-supervisor mode) takes function_denylist
+    and function_blacklist (joined) as its file templates do; the denied call fails when
+    the variable is rendered."""
+    from kv2render.config import load
+    from kv2render.daemon.supervisor import prepare_env
+
+    agent = tmp_path / "agent.hcl"
+    agent.write_text(
+        'vault {\n  address = "http://127.0.0.1:1"\n}\n'
+        'env_template "A" {\n  contents = "{{ env \\"HOME\\" }}"\n'
+        '  function_denylist = ["toUpper"]\n  function_blacklist = ["env"]\n}\n'
+        'exec {\n  command = ["true"]\n}\n',
+        encoding="utf-8",
+    )
+    (env,) = load(agent, env={"VAULT_TOKEN": "t"}).env_templates
+    assert env.function_denylist == ("toUpper", "env")
+    prepared = prepare_env(env)
+    with pytest.raises(RenderError, match="error calling env: function is disabled"):
+        prepared.render({})
