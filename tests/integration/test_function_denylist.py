@@ -160,3 +160,16 @@ def test_an_agent_env_template_denies_too(tmp_path: Path) -> None:
     prepared = prepare_env(env)
     with pytest.raises(RenderError, match="error calling env: function is disabled"):
         prepared.render({})
+
+
+def test_a_glob_denies_nothing_and_is_warned(dev_server: DevServer, tmp_path: Path) -> None:
+    """KV2-AC-484 KV2-INV-496: names are exact, as OpenBao Agent 2.7.2 matches them
+    ("*", "en*" and "e?v" deny nothing there, measured); kv2render renders as the agent
+    does and warns that the pattern denies nothing."""
+    body = '{{ "a" | toUpper }}'
+    result = _once(dev_server, _config(dev_server, tmp_path, body, ["*", "toU*"]))
+    assert result.code == 0, result.text
+    assert (tmp_path / "out").read_text() == "A"
+    assert "template[0].function_denylist: '*', 'toU*' deny nothing: names are exact" in (
+        result.text
+    )
