@@ -144,6 +144,8 @@ class TemplateSpec:
     right_delimiter: str | None = None
     render_interval: float | None = None  # per-template override of the poll interval
     whole_secret: bool = False  # a ref: without #key writes the whole secret (KV2-INV-365)
+    # consul-template functions this template may not call (KV2-INV-496); exact names.
+    function_denylist: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv2render.config.listener import metrics_listener
 from kv2render.config.supervise import agent_defaults
-from kv2render.config.values import Section, kind_of
+from kv2render.config.values import Section, denylist_alias, kind_of
 from kv2render.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -184,18 +184,17 @@ def normalize(tree: Mapping[str, Any], path: Path, *, reason: str | None = None)
     Raises ConfigError naming every refused stanza in one message (KV2-FC-251, KV2-AC-264).
     Never quotes a value: only key paths and reasons reach a notice or an error."""
     out = copy.deepcopy(dict(tree))
-    hcl = path.suffix.lower() == ".hcl"
     _refuse(out)
     found = _Found()
     metrics_listener(out, found.changes, found.ignored)
     _drop_ignored_settings(out, found)
     _canonical_method(out)
-    _canonical_sinks(out, hcl=hcl)
+    _canonical_sinks(out)
     templates = out.get("template")
     for index, item in enumerate(templates if isinstance(templates, list) else ()):
         if not isinstance(item, dict):
             continue  # config_build reports the bad entry with its position
-        _normalize_template(item, f"template[{index}]", hcl, found)
+        _normalize_template(item, f"template[{index}]", found)
     # Process-supervisor mode (KV2-INV-472): env templates get the agent's defaults too.
     for where in agent_defaults(out):
         found.lenient.append(where)
@@ -231,14 +230,15 @@ def _drop_ignored_settings(out: dict[str, Any], found: _Found) -> None:
                 found.drop(where, why, f"ignoring '{where}' ({why})")
 
 
-def _normalize_template(item: dict[str, Any], where: str, hcl: bool, found: _Found) -> None:
+def _normalize_template(item: dict[str, Any], where: str, found: _Found) -> None:
     for key, why in _IGNORED_TEMPLATE.items():
         if key in item:
             del item[key]
             found.drop(f"{where}.{key}", why, f"ignoring '{where}.{key}' ({why})")
     _exec_block(item, where)
     _agent_command(item)
-    if _agent_perms(item, hcl=hcl):
+    denylist_alias(item)
+    if _agent_perms(item):
         found.no_perms.append(where)
         item["perms"] = "0600"  # stated, so convert-config's YAML shows the mode
         found.changes.append(
@@ -342,9 +342,10 @@ def _agent_command(item: dict[str, Any]) -> None:
         item["command"] = command[0]
 
 
-def _canonical_sinks(tree: dict[str, Any], *, hcl: bool) -> None:
+def _canonical_sinks(tree: dict[str, Any]) -> None:
     """``sink "file" { config { ... } }`` as ``{type: file, config: {...}}`` (convert-config
-    prints that), and a sink's ``mode = 0640`` in HCL read as octal, as ``perms`` is."""
+    prints that). A sink's ``mode`` is the integer's value, as the agent reads it: the HCL
+    reader gives ``0640`` as 0o640 and ``420`` as 0o644 (KV2-INV-495)."""
     auto_auth = tree.get("auto_auth")
     sinks = auto_auth.get("sink") if isinstance(auto_auth, dict) else None
     if not isinstance(sinks, list):
@@ -357,19 +358,25 @@ def _canonical_sinks(tree: dict[str, Any], *, hcl: bool) -> None:
                 sinks[index] = sink = {"type": label, **body}
         if isinstance(sink, dict) and "config" in sink:
             sink["config"] = config = _first(sink["config"])
-            if hcl:
-                _octal_mode(config)
+            if isinstance(config, dict) and "mode" in config:
+                config["mode"] = _octal_text(config["mode"])
 
 
-def _octal_mode(config: Any) -> None:
-    mode = config.get("mode") if isinstance(config, dict) else None
-    if isinstance(config, dict) and isinstance(mode, int) and not isinstance(mode, bool):
-        if set(str(mode)) <= set("01234567"):
-            config["mode"] = "0" + str(mode)
+def _octal_text(mode: Any) -> Any:
+    """An integer mode as the octal string it means (``420`` -> ``"0644"``), so that
+    convert-config's YAML shows it as one; a mode with setuid/setgid/sticky bits or another
+    value is left for config/values.as_perms to refuse with its reason."""
+    if type(mode) is int and 0 <= mode <= 0o777:
+        return f"0{mode:03o}"
+    return mode
 
 
-def _agent_perms(item: dict[str, Any], *, hcl: bool) -> bool:
-    """Rewrite ``perms`` as the agent reads it; True when no mode was given (0600 then)."""
+def _agent_perms(item: dict[str, Any]) -> bool:
+    """Rewrite ``perms`` as the agent reads it; True when no mode was given (0600 then).
+
+    An integer is its value in HCL as in JSON (KV2-INV-495: the HCL reader follows Go's base
+    0, so ``perms = 0640`` arrives as 0o640 and ``perms = 420`` as 0o644); a string is octal
+    (consul-template's StringToFileModeFunc), config/values.as_perms reads both."""
     perms = item.get("perms")
     if perms is None or (isinstance(perms, str) and perms.strip().strip("0") == ""):
         # Unset, or the agent's 0 ("keep the existing mode, else 0644"): 0600 here.
@@ -378,13 +385,7 @@ def _agent_perms(item: dict[str, Any], *, hcl: bool) -> bool:
     if perms == 0 and not isinstance(perms, bool):
         item.pop("perms")
         return True
-    if hcl and isinstance(perms, int) and not isinstance(perms, bool):
-        digits = str(perms)
-        if set(digits) <= set("01234567"):
-            # Vault's HCL parser reads `perms = 0640` as octal; kv2render.config.hcl (like
-            # python-hcl2 before it) hands us the integer 640, so its digits are the octal
-            # mode the user wrote.
-            item["perms"] = "0" + digits
+    item["perms"] = _octal_text(perms)
     return False
 
 

@@ -34,6 +34,7 @@ from kv2render.config.values import (
     as_perms,
     as_str,
     as_text,
+    function_denylist,
     kind_of,
     parse_duration,
     show,
@@ -97,6 +98,7 @@ _TEMPLATE_KEYS = (
     "right_delimiter",
     "render_interval",
     "whole_secret",
+    "function_denylist",
 )
 # Keys that make sense for a Jinja2/consul-template body but not for a raw `ref:` output.
 _TEMPLATE_ONLY_KEYS = ("syntax", "left_delimiter", "right_delimiter", "error_on_missing_key")
@@ -407,7 +409,8 @@ def _template(index: int, raw: Any, base: Path, address: str | None) -> Template
         backup=bool(sec.opt("backup", as_bool)),
         command=sec.opt("command", as_command),
         command_timeout=sec.opt("command_timeout", parse_duration) or 30.0,
-        syntax=_syntax(sec, source),
+        syntax=(syntax := _syntax(sec, source)),
+        function_denylist=function_denylist(sec, syntax),
         left_delimiter=sec.opt("left_delimiter", as_text),
         right_delimiter=sec.opt("right_delimiter", as_text),
         render_interval=sec.opt("render_interval", parse_duration),

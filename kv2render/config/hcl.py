@@ -15,9 +15,11 @@ millisecond for a typical file, with nothing to build, cache or unpickle:
 
 The tree is the one python-hcl2 gave kv2render before (KV2-AC-236, a differential test):
 blocks are lists (``{"template": [{...}, {...}]}``), labels nest (``method "approle" {}`` is
-``{"method": [{"approle": {}}]}``), integers are read in decimal (``perms = 0640`` is 640;
-agentconfig turns its digits into the octal mode the agent reads), and heredocs keep their
-final newline (KV2-INV-256).
+``{"method": [{"approle": {}}]}``), and heredocs keep their final newline (KV2-INV-256).
+
+Numbers are read as the agent's HCL 1 reads them (KV2-INV-495): an integer follows Go's base-0
+rules, ``0640`` octal (416), ``0x1A4`` hexadecimal, ``420`` decimal; an octal literal with an 8
+or 9 is an error, as it is to the agent. python-hcl2 read every integer in decimal.
 
 Where python-hcl2 and Vault Agent's own parser disagree, this parser follows the agent or
 refuses (KV2-AC-237): ``${...}`` and ``%{...}`` in a string are kept verbatim (Vault Agent does
@@ -41,7 +43,8 @@ _INLINE = re.compile(r"[ \t\r]*")  # white space that does not end the line
 _BLANK = re.compile(r"[ \t\r\n]*")  # white space, no comments
 _SPACE = re.compile(r"(?:[ \t\r\n]+|#[^\n]*|//[^\n]*|/\*.*?\*/)*", re.DOTALL)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_NUMBER = re.compile(r"-?(?:0[xX][0-9A-Fa-f]+|[0-9]+(?:\.[0-9]+)?)")
+_INT64 = 1 << 63  # Go's strconv.ParseInt(text, 0, 64) range
 _NUMBER_TAIL = re.compile(r"[A-Za-z0-9_.]")
 _STRING_RUN = re.compile(r'[^"\\\n$]+')
 _MARKER = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -239,14 +242,33 @@ class _Parser:
             raise self.error(
                 "not a number kv2render reads",
                 pos,
-                hint="write digits, optionally with a leading - and one decimal point "
-                "(no exponent, hexadecimal or underscores)",
+                hint="write digits, optionally with a leading - and one decimal point, or "
+                "0x and hexadecimal digits (no exponent or underscores)",
             )
         digits = match.group()
         if len(digits) > 100:
             raise self.error("a number longer than 100 digits", pos)
-        # Decimal, as python-hcl2 read it: `perms = 0640` is 640 (agentconfig._agent_perms).
-        return (float(digits) if "." in digits else int(digits)), match.end()
+        if "." in digits:
+            return float(digits), match.end()
+        # KV2-INV-495: Go's base 0, as the agent's HCL 1 (strconv.ParseInt(text, 0, 64)):
+        # `perms = 0640` is 0o640, `0x1A4` and `420` are 420 (= 0o644).
+        unsigned = digits.removeprefix("-")
+        if unsigned[:2] in ("0x", "0X"):
+            value = int(unsigned[2:], 16)
+        elif unsigned.startswith("0") and len(unsigned) > 1:
+            if not set(unsigned) <= set("01234567"):
+                raise self.error(
+                    "an illegal octal number (a leading 0 makes an integer octal)",
+                    pos,
+                    hint="drop the leading zeros for a decimal number, or use digits 0-7",
+                )
+            value = int(unsigned, 8)
+        else:
+            value = int(unsigned)
+        value = -value if digits.startswith("-") else value
+        if not -_INT64 <= value < _INT64:
+            raise self.error("an integer out of the 64-bit range", pos)
+        return value, match.end()
 
     def list(self, pos: int, depth: int) -> tuple[list[Any], int]:
         self.check_depth(depth, pos)

@@ -25,7 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from kv2render.config.values import Section, as_bool, as_path, as_str, as_text, kind_of, show
+from kv2render.config.values import (
+    Section,
+    as_bool,
+    as_path,
+    as_str,
+    as_text,
+    denylist_alias,
+    function_denylist,
+    kind_of,
+    show,
+)
 from kv2render.errors import ConfigError, raise_all
 
 __all__ = [
@@ -49,6 +59,7 @@ ENV_TEMPLATE_KEYS = (
     "left_delimiter",
     "right_delimiter",
     "syntax",
+    "function_denylist",
 )
 EXEC_KEYS = ("command", "restart_on_secret_changes", "restart_stop_signal")
 
@@ -84,6 +95,7 @@ class EnvTemplateSpec:
     syntax: Literal["jinja2", "consul-template"] = "consul-template"
     left_delimiter: str | None = None
     right_delimiter: str | None = None
+    function_denylist: tuple[str, ...] = ()  # KV2-INV-496
 
     @property
     def where(self) -> str:
@@ -206,6 +218,7 @@ def _env_template(name: Any, body: Any, base: Path) -> EnvTemplateSpec:
         syntax=cast(Literal["jinja2", "consul-template"], syntax),
         left_delimiter=sec.opt("left_delimiter", as_text),
         right_delimiter=sec.opt("right_delimiter", as_text),
+        function_denylist=function_denylist(sec, syntax),
     )
 
 
@@ -278,6 +291,7 @@ def agent_defaults(tree: dict[str, Any]) -> list[str]:
         if not isinstance(item, dict):
             continue  # supervisor_settings reports the bad entry with its name
         item["syntax"] = "consul-template"
+        denylist_alias(item)
         if "error_on_missing_key" not in item:
             item["error_on_missing_key"] = False
             lenient.append(f"env_template.{name}")

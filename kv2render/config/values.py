@@ -7,6 +7,7 @@ Split out of ``config.py``; nothing here reads files or the environment.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -15,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kv2render.errors import ConfigError, InlineCredentialError, raise_all
+
+log = logging.getLogger("kv2render.config")
 
 # Vault Agent keys a user may bring along that kv2render does not implement: say why.
 UNSUPPORTED = {
@@ -29,9 +32,6 @@ UNSUPPORTED = {
     "wrap_ttl": "response-wrapped tokens are not supported",
     "wait": "quiescence timers are not supported yet",
     "sandbox_path": "consul-template's file function is not supported",
-    "function_denylist": "not enforced by kv2render yet, so refused rather than ignored; "
-    "kv2render has no file, writeToFile or Consul functions at all "
-    "(docs/migrating-from-vault-agent.md)",
 }
 
 
@@ -206,12 +206,68 @@ def as_perms(value: Any, where: str) -> int:
         raise ConfigError(f"is not a file mode: {show(value)}", where=where, hint=hint)
     if mode & 0o7000:
         # Also catches `perms: 640` (decimal 640 = 0o1200), the usual unquoted mistake.
+        if isinstance(value, int):
+            hint = (
+                f"the number {value} is decimal (= 0o{mode:o}); for an octal mode write it "
+                "with a leading zero in HCL (0640), or as a string ('0640')"
+            )
         raise ConfigError(
             f"sets setuid/setgid/sticky bits ({mode:04o}), refused on rendered files",
             where=where,
             hint=hint,
         )
     return mode
+
+
+def denylist_alias(item: dict[str, Any]) -> None:
+    """In an agent template: ``function_blacklist``, consul-template's old name, joins
+    ``function_denylist`` (KV2-INV-496); another shape is left for function_denylist() to
+    report (the key is unknown to kv2render's own vocabulary)."""
+    if "function_blacklist" not in item:
+        return
+    old, new = item["function_blacklist"], item.get("function_denylist")
+    if new is None:
+        item["function_denylist"] = item.pop("function_blacklist")
+    elif isinstance(old, list) and isinstance(new, list):
+        item["function_denylist"] = [*new, *old]
+        del item["function_blacklist"]
+
+
+def function_denylist(sec: Section, syntax: str) -> tuple[str, ...]:
+    """A template's ``function_denylist``: consul-template function names, each one an error
+    when the template calls it (KV2-INV-496). A string is split on commas, as the agent's
+    decoder does. Names are exact: consul-template matches no globs."""
+    if not sec.has("function_denylist"):
+        return ()
+    where = sec.at("function_denylist")
+    value = sec.get("function_denylist")
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(
+            f"must be a list of function names, got {kind_of(value)}",
+            where=where,
+            hint='e.g. function_denylist = ["env", "mustEnv"]',
+        )
+    if syntax != "consul-template":
+        # KV2-FC-495: Jinja2 templates have no consul-template functions to deny.
+        raise ConfigError(
+            "applies to consul-template templates only",
+            where=where,
+            hint="set syntax: consul-template, or remove the key: a Jinja2 template calls "
+            "only kv2(), secret(), range() and filters, none reads the environment or files",
+        )
+    names = tuple(dict.fromkeys(item for item in items if item))
+    globs = [name for name in names if re.search(r"[*?\[]", name)]
+    if globs:
+        # Measured: OpenBao Agent 2.7.2 denies nothing for "*", "en*" or "e?v"; neither
+        # does kv2render, but the operator most likely meant a pattern.
+        log.warning(
+            "%s: %s deny nothing: names are exact, OpenBao Agent matches no globs either; "
+            "list each function",
+            where,
+            ", ".join(repr(g) for g in globs),
+        )
+    return names
 
 
 def as_owner(value: Any, where: str) -> str | int:

@@ -92,6 +92,7 @@ def prepare_env(
         syntax=env.syntax,
         left_delimiter=env.left_delimiter,
         right_delimiter=env.right_delimiter,
+        function_denylist=env.function_denylist,
         env_name=env.name,
     )
     return runner.prepare_one(

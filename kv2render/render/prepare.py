@@ -149,6 +149,7 @@ def prepare_one(
             left_delim=spec.left_delimiter or "{{",
             right_delim=spec.right_delimiter or "}}",
             error_on_missing_key=spec.error_on_missing_key,
+            function_denylist=spec.function_denylist,
         )
 
         def render_ct(

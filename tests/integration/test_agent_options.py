@@ -197,17 +197,18 @@ def test_agent_comma_command_runs_as_argv(dev_server: DevServer, tmp_path: Path)
     assert (tmp_path / "ran").read_text() == "hi\n"
 
 
-def test_function_denylist_is_refused_naming_why(tmp_path: Path) -> None:
-    """KV2-FC-251: a template's function_denylist is not enforced, so it is refused (exit 2)
-    rather than ignored, with the reason."""
-    hcl = tmp_path / "agent.hcl"
-    hcl.write_text(
-        'vault { address = "http://127.0.0.1:1" }\n'
-        'template {\n  contents = "x"\n  destination = "out"\n'
-        '  function_denylist = ["env"]\n}\n',
+def test_function_denylist_on_a_jinja2_template_is_refused_naming_why(tmp_path: Path) -> None:
+    """KV2-FC-495: function_denylist denies consul-template functions (KV2-INV-496); on a
+    Jinja2 template there are none, so the key is refused (exit 2) with the reason."""
+    cfg = tmp_path / "k.yaml"
+    cfg.write_text(
+        "vault: {address: 'http://127.0.0.1:1'}\n"
+        "template:\n- contents: x\n  destination: out\n  function_denylist: [env]\n",
         encoding="utf-8",
     )
-    result = run_cli(["check", "--config", str(hcl)], {"VAULT_TOKEN": "t"})
+    result = run_cli(["check", "--config", str(cfg)], {"VAULT_TOKEN": "t"})
     assert result.code == 2, result.text
-    assert "template[0].function_denylist: not supported by kv2render" in result.text
-    assert "refused rather than ignored" in result.text
+    assert "template[0].function_denylist: applies to consul-template templates only" in (
+        result.text
+    )
+    assert "set syntax: consul-template" in result.text

@@ -231,11 +231,37 @@ def test_no_perms_notice_when_every_template_sets_perms(
 
 
 def test_hcl_integer_perms_are_octal_and_json_integers_decimal(workdir: Path) -> None:
-    """KV2-INV-253: Vault's HCL reads `perms = 0640` as octal; JSON 416 is the same mode."""
-    text = hcl('template {\n contents = "a"\n destination = "a"\n perms = 0640\n}\n')
-    assert load_agent(workdir, "agent.hcl", text).templates[0].perms == 0o640
+    """KV2-INV-253 KV2-INV-495 KV2-AC-482: as the agent's HCL 1 reads integers (Go base 0):
+    `perms = 0640` is octal 0o640, `perms = 420` decimal (0o644), a JSON 416 is 0o640, a
+    string is octal; a sink's `mode = 420` is 0o644 too. python-hcl2 gave 640 for 0640, and
+    kv2render then read every HCL integer's digits as octal (420 as 0o420): no more."""
+    cases = {"0640": 0o640, "420": 0o644, "0x1A4": 0o644, '"0600"': 0o600, '"420"': 0o420}
+    for literal, mode in cases.items():
+        text = hcl(f'template {{\n contents = "a"\n destination = "a"\n perms = {literal}\n}}\n')
+        assert load_agent(workdir, "agent.hcl", text).templates[0].perms == mode, literal
     tree = {"vault": {"address": ADDR}, "template": [{**AGENT_TEMPLATE, "perms": 416}]}
     assert load_agent(workdir, "c.agent.json", tree).templates[0].perms == 0o640
+    for literal, mode in {"420": 0o644, "0640": 0o640, "0600": 0o600}.items():
+        sink = f'sink "file" {{ config {{ path = "/tok" mode = {literal} }} }}'
+        text = hcl(
+            'auto_auth {\n method "token_file" { config { token_file_path = "/t" } }\n'
+            f"  {sink}\n}}\n"
+        )
+        assert load_agent(workdir, "agent.hcl", text).sinks[0].mode == mode, literal
+
+
+def test_hcl_decimal_perms_with_a_sticky_bit_is_refused_explaining_decimal(
+    workdir: Path,
+) -> None:
+    """KV2-AC-482: `perms = 640` is decimal 640 = 0o1200 to the agent (which then writes
+    --w-------); kv2render refuses the sticky bit, and the hint says why and what to write."""
+    text = hcl('template {\n contents = "a"\n destination = "a"\n perms = 640\n}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_agent(workdir, "agent.hcl", text)
+    assert caught.value.exit_code == 2
+    assert caught.value.where == "template[0].perms"
+    assert "640 is decimal (= 0o1200)" in str(caught.value.hint)
+    assert "leading zero in HCL (0640)" in str(caught.value.hint)
 
 
 def test_error_on_missing_key_defaults_false_with_a_notice(

@@ -81,6 +81,27 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(a) == json.dumps(b)
 
 
+def _octal_read(mine: Any, oracle: Any) -> Any:
+    """``oracle`` with the one documented difference in numbers applied (KV2-INV-495): where
+    python-hcl2 read an integer written with a leading zero in decimal (``0640`` as 640),
+    kv2render reads it in octal as the agent does (416). An integer of the oracle whose
+    decimal digits, read in octal, give kv2render's integer is taken as kv2render's."""
+    if isinstance(mine, dict) and isinstance(oracle, dict):
+        return {k: _octal_read(mine.get(k), v) for k, v in oracle.items()}
+    if isinstance(mine, list) and isinstance(oracle, list) and len(mine) == len(oracle):
+        return [_octal_read(m, o) for m, o in zip(mine, oracle, strict=True)]
+    ints = [type(v) is int for v in (mine, oracle)]
+    if all(ints) and set(str(abs(oracle))) <= set("01234567"):
+        if int(str(abs(oracle)), 8) * (-1 if oracle < 0 else 1) == mine:
+            return mine
+    return oracle
+
+
+def _same_reading(mine: Any, oracle: Any) -> bool:
+    """_same, but for leading-zero integers: octal here, decimal in python-hcl2."""
+    return _same(mine, _octal_read(mine, oracle))
+
+
 def _known_configs() -> dict[str, str]:
     texts = {f"examples/{p.name}": p.read_text() for p in sorted(EXAMPLES.glob("*.hcl"))}
     for doc in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
@@ -111,7 +132,7 @@ def test_same_tree_as_python_hcl2(name: str) -> None:
         with pytest.raises(hcl.HclError):
             hcl.loads(text)
         return
-    assert _same(hcl.loads(text), expected)
+    assert _same_reading(hcl.loads(text), expected)
 
 
 # -- generated configs: the same tree, and the tree they were generated from --------------------
@@ -179,7 +200,10 @@ def _heredocs_gen(draw: Any) -> tuple[str | None, str]:
 
 _NUMBERS = st.one_of(
     st.integers(-(10**6), 10**12).map(lambda n: (n, str(n))),
-    st.tuples(st.integers(0, 777), st.integers(1, 3)).map(lambda t: (t[0], "0" * t[1] + str(t[0]))),
+    # KV2-INV-495: a leading zero makes an integer octal, as Go's strconv base 0 reads it.
+    st.tuples(st.integers(0, 0o777), st.integers(1, 3)).map(
+        lambda t: (t[0], "0" * t[1] + format(t[0], "o"))
+    ),
     st.tuples(st.integers(-999, 999), st.from_regex(r"[0-9]{1,4}", fullmatch=True)).map(
         lambda t: (float(f"{t[0]}.{t[1]}"), f"{t[0]}.{t[1]}")
     ),
@@ -315,7 +339,7 @@ def test_generated_configs_give_their_tree_and_python_hcl2s(body: Any, rnd: rand
     mine = hcl.loads(text)
     oracle = _oracle(text)
     assert oracle is not None, text
-    assert _same(mine, oracle), text
+    assert _same_reading(mine, oracle), text
     assert _same(mine, _fill(expected, mine)), text
 
 
@@ -338,7 +362,9 @@ DEPARTURES = [
     ("expression", "a = 1 + 2\n", 1, "expected an attribute name"),
     ("function-call", f'a = file("{SENTINEL}")\n', 1, "a name where"),
     ("exponent", "perms = 1e3\n", 1, "not a number"),
-    ("hexadecimal", "perms = 0x1a4\n", 1, "not a number"),
+    ("illegal-octal", "x = 1\nperms = 0680\n", 2, "illegal octal number"),
+    ("octal-prefix-0o", "perms = 0o640\n", 1, "not a number"),
+    ("out-of-int64", "uid = 9223372036854775808\n", 1, "out of the 64-bit range"),
     ("unterminated-heredoc", f"x = 1\na = <<EOT\n{SENTINEL}\nEOX\n", 2, "never closed"),
     ("heredoc-marker-not-alone", f"a = <<EOT {SENTINEL}\nx\nEOT\n", 1, "must end its line"),
     ("heredoc-dotted-marker", f"a = <<E.T\n{SENTINEL}\nE.T\n", 1, "must end its line"),
@@ -431,18 +457,46 @@ def test_templates_in_strings_are_kept_verbatim() -> None:
     assert _oracle('a = "${ x }"') == {"a": "${x}"}  # the python-hcl2 reading we leave
 
 
-def test_perms_digits_and_heredoc_bytes_as_before(workdir: Path) -> None:
-    """KV2-AC-236 KV2-INV-256: ``perms = 0640`` is the integer 640 (agentconfig reads its
-    digits as octal, as Vault does), heredocs keep their final newline, ``<<-`` dedents."""
+def test_perms_octal_and_heredoc_bytes_as_before(workdir: Path) -> None:
+    """KV2-AC-236 KV2-INV-256 KV2-INV-495: ``perms = 0640`` is the integer 0o640 (416, as
+    the agent reads it; python-hcl2 gave 640), heredocs keep their final newline, ``<<-``
+    dedents."""
     text = (
         "template {\n  perms = 0640\n  contents = <<EOT\n{{ .A }}\n  x\nEOT\n"
         "  source = <<-EOT\n    a\n      b\n\n    EOT\n}\n"
     )
     tree = hcl.loads(text)
     assert tree == {
-        "template": [{"perms": 640, "contents": "{{ .A }}\n  x\n", "source": "a\n  b\n\n"}]
+        "template": [{"perms": 0o640, "contents": "{{ .A }}\n  x\n", "source": "a\n  b\n\n"}]
     }
-    assert _same(tree, _oracle(text))
+    assert _oracle(text)["template"][0]["perms"] == 640  # the python-hcl2 reading we leave
+    assert _same_reading(tree, _oracle(text))
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [
+        ("0640", 0o640),
+        ("0600", 0o600),
+        ("420", 420),
+        ("644", 644),
+        ("0x1A4", 0x1A4),
+        ("0X1a4", 0x1A4),
+        ("-0640", -0o640),
+        ("0", 0),
+        ("000", 0),
+        ("0.5", 0.5),
+        ("0159.23", 159.23),
+        ("9223372036854775807", 9223372036854775807),
+    ],
+)
+def test_integers_follow_go_base_0_as_the_agent_reads_them(literal: str, value: Any) -> None:
+    """KV2-AC-480 KV2-INV-495: integers as the agent's HCL 1 reads them (strconv base 0):
+    a leading 0 is octal, 0x hexadecimal, otherwise decimal; a fraction is a float, leading
+    zeros and all. (Measured with OpenBao Agent 2.7.2: ``perms = 0x1A4`` writes 0644,
+    ``perms = 0680`` is refused: "illegal octal number".)"""
+    tree = hcl.loads(f"a = {literal}\nb = [{literal}]\nc = {{ k = {literal} }}\n")
+    assert _same(tree, {"a": value, "b": [value], "c": {"k": value}})
 
 
 # -- hostile input: only HclError, and quickly ------------------------------------------------
@@ -564,7 +618,8 @@ def test_mangled_configs_give_a_tree_or_hcl_error(
 ) -> None:
     """KV2-AC-238 KV2-AC-236: a generated config with pieces inserted or replaced at random
     places gives HclError or a tree; when python-hcl2 reads it too, the same tree, except for
-    the departures of KV2-AC-237 (templates kept verbatim, a '{' on the next line)."""
+    the departures of KV2-AC-237 (templates kept verbatim, a '{' on the next line) and of
+    KV2-INV-495 (hexadecimal read, leading-zero integers octal)."""
     _, text = _render_body(body, rnd, 0)
     for at, piece in cuts:
         at %= len(text) + 1
@@ -576,8 +631,9 @@ def test_mangled_configs_give_a_tree_or_hcl_error(
         return
     oracle = _oracle(text)
     if oracle is None:
-        assert "${" in text or "%{" in text, text  # python-hcl2 parsed them as expressions
-    elif not _same(mine, oracle):
+        # python-hcl2 parsed these as expressions; it refuses hexadecimal (KV2-INV-495)
+        assert "${" in text or "%{" in text or re.search("0[xX][0-9A-Fa-f]", text), text
+    elif not _same_reading(mine, oracle):
         assert any("\n" in key for key in _keys(oracle)), text  # its line-break label
 
 

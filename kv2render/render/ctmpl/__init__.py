@@ -59,6 +59,8 @@ class CtTemplate:
     paths: dict[str, SecretLocation] = field(default_factory=dict, repr=False, compare=False)
     # 'name:line' of each secret call whose path is computed while rendering (KV2-INV-390)
     dynamic: tuple[str, ...] = ()
+    # function_denylist: these functions fail when called (KV2-INV-496)
+    denied: frozenset[str] = frozenset()
 
     @property
     def locations(self) -> frozenset[SecretLocation]:
@@ -170,8 +172,12 @@ def compile_ctmpl(
     left_delim: str = "{{",
     right_delim: str = "}}",
     error_on_missing_key: bool = False,
+    function_denylist: tuple[str, ...] = (),
 ) -> CtTemplate:
-    """Parse a consul-template template; TemplateSyntaxError names ``name:line``."""
+    """Parse a consul-template template; TemplateSyntaxError names ``name:line``.
+
+    A function on ``function_denylist`` still parses, and fails when a render calls it, as in
+    consul-template (KV2-INV-496); a denied ``secret`` reads nothing."""
     root, templates = _parse(text, name, left_delim or "{{", right_delim or "}}")
     refs: list[SecretRef] = []
     paths: dict[str, SecretLocation] = {}
@@ -181,6 +187,9 @@ def compile_ctmpl(
         raise TemplateSyntaxError(
             "the template nests too deeply", where=name, hint="flatten the nested blocks"
         ) from None
+    denied = frozenset(function_denylist)
+    if "secret" in denied:
+        found, dynamic = [], []  # its calls fail when they run: nothing is read for them
     for path, pos in found:
         if path in paths:
             continue
@@ -197,6 +206,7 @@ def compile_ctmpl(
         templates=templates,
         paths=paths,
         dynamic=tuple(dynamic),
+        denied=denied,
     )
 
 
@@ -254,6 +264,7 @@ def render_ctmpl(
         max_bytes=max_output_bytes,
         deadline=time.monotonic() + render_timeout,
         timeout=render_timeout,
+        denied=tpl.denied,
     )
     try:
         out = execute(

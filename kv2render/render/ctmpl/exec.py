@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from kv2render.render.ctmpl import nodes as n
-from kv2render.render.ctmpl.funcs import FUNCS, CallContext, Func, FuncError
+from kv2render.render.ctmpl.funcs import CallContext, Func, FuncError, function_for
 from kv2render.render.ctmpl.gofmt import Spec, format_value, go_quote, print_struct_deref
 from kv2render.render.ctmpl.values import (
     INVALID,
@@ -325,7 +325,7 @@ class State:
         name = ident.ident
         if name in ("and", "or"):
             return self.eval_and_or(dot, name, cmd, args, final)
-        fn = FUNCS.get(name)
+        fn = function_for(name, self.ctx.denied)
         if fn is None:
             raise self.error(f"{go_quote(name)} is not a defined function")
         return self.eval_call(dot, fn, cmd, args, final)

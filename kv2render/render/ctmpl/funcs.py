@@ -58,6 +58,8 @@ class CallContext:
     # The source offset of the call running now: a secret path computed while rendering is
     # reported at its template line (KV2-INV-390).
     pos: int = 0
+    # function_denylist (KV2-INV-496): consul-template functions that error when called.
+    denied: frozenset[str] = frozenset()
 
 
 def _bounded(ctx: CallContext, name: str, size: int) -> None:
@@ -493,6 +495,29 @@ for _name in (
     "nomadServices nomadVar nomadVarList nomadVarExists"
 ).split():
     UNSUPPORTED.setdefault(_name, "not supported by kv2render's consul-template interpreter")
+
+
+# Go's text/template built-ins: consul-template's funcMap does not hold them, so its
+# function_denylist cannot deny them (measured: `function_denylist = ["printf", "len"]` leaves
+# both working in OpenBao Agent 2.7.2).
+GO_BUILTINS = frozenset(
+    "and or not len index print println printf html js urlquery eq ne lt le gt ge call "
+    "slice".split()
+)
+
+
+def _denied(*_args: str) -> str:
+    # consul-template's denied(...string) (string, error): a call of a function on the
+    # template's function_denylist fails when it runs, not when the template is parsed.
+    raise FuncError("function is disabled")
+
+
+def function_for(name: str, denied: frozenset[str]) -> Func | None:
+    """The function ``name`` calls: consul-template's denied stand-in when it is on the
+    template's function_denylist (KV2-INV-496), else kv2render's, else None."""
+    if name in denied and name not in GO_BUILTINS:
+        return Func(name, (), S, _denied)
+    return FUNCS.get(name)
 
 
 def check_function(name: str) -> str | None:
