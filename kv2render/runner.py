@@ -40,7 +40,7 @@ from kv2render.model import SecretVersion
 from kv2render.output import commands
 from kv2render.output.commands import CommandResult as CommandResult
 from kv2render.refs import SecretLocation
-from kv2render.render.computed import path_from_a_value
+from kv2render.render.computed import mark_paths_from_values
 from kv2render.render.prepare import PreparedTemplate as PreparedTemplate
 from kv2render.render.prepare import prepare as prepare
 from kv2render.render.prepare import prepare_all as prepare_all
@@ -244,9 +244,13 @@ def render_template(
         else:
             data = item.render(available)
     except SecretsMissing as exc:
-        derived = path_from_a_value(exc, [secrets[loc] for loc in versions if loc in secrets])
-        error = derived or _missing_outcome(exc, secrets)
-        return RenderResult(spec, versions=versions, error=error)
+        # KV2-INV-394: a path built from a value of a secret read so far (constant ones and
+        # the computed ones of earlier rounds, ``used``) is read, but shown redacted.
+        read = {loc: secrets[loc] for loc in (*versions, *used) if loc in secrets}
+        mark_paths_from_values(
+            exc.locations, [v for v in read.values() if isinstance(v, SecretVersion)]
+        )
+        return RenderResult(spec, versions=versions, error=_missing_outcome(exc, secrets))
     except Kv2RenderError as exc:
         return RenderResult(spec, versions=versions, error=exc)
     try:
@@ -374,7 +378,10 @@ def run_pass(
 
 
 def describe_versions(versions: Mapping[SecretLocation, int]) -> str:
-    return ", ".join(f"{loc.mount}/{loc.path}@v{v}" for loc, v in sorted(versions.items()))
+    # str(loc) without the version: a location computed from a secret value shows redacted.
+    return ", ".join(
+        f"{loc.shown_mount}/{loc.shown_path}@v{v}" for loc, v in sorted(versions.items())
+    )
 
 
 def log_result(result: RenderResult) -> None:

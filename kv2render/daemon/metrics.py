@@ -237,11 +237,13 @@ class PrometheusRecorder(NullRecorder):
         from kv2render.model import SecretVersion
 
         for loc, got in fetched.items():
-            self.read_count.labels(loc.mount, loc.path).inc()
+            # KV2-INV-497: labels of a path computed from a secret value show it redacted.
+            mount, path = loc.shown_mount, loc.shown_path
+            self.read_count.labels(mount, path).inc()
             if isinstance(got, SecretVersion):
-                self.version.labels(loc.mount, loc.path).set(got.version)
+                self.version.labels(mount, path).set(got.version)
             else:
-                self.read_errors.labels(loc.mount, loc.path, type(got).__name__).inc()
+                self.read_errors.labels(mount, path, type(got).__name__).inc()
 
     def poll(self, seconds: float, ok: bool, wall: float) -> None:
         self.poll_seconds.observe(max(0.0, seconds))

@@ -63,8 +63,9 @@ class TemplateStatus:
             "source": None if self.source is None else str(self.source),
             "secrets": [
                 {
-                    "mount": loc.mount,
-                    "path": loc.path,
+                    # KV2-INV-497: a path computed from a secret value shows redacted.
+                    "mount": loc.shown_mount,
+                    "path": loc.shown_path,
                     "pinned_version": loc.version,
                     "version": version,
                 }

@@ -250,6 +250,8 @@ def render(
         if state.missing:
             # An incomplete render's errors are not trusted: a pending secret printed as
             # nothing may be what failed (consul-template ignores them the same way).
+            if used is not None:  # KV2-INV-394: what was read so far judges the missing
+                used.update(state.used)
             raise SecretsMissing(state.missing) from None
         # 'from None': the original message may quote a value (KV2-INV-001).
         seen = [*available.values(), *(secrets[loc] for loc in state.used)]
@@ -257,8 +259,8 @@ def render(
     finally:
         generator.close()
         STATE.reset(token)
+    if used is not None:  # before SecretsMissing too (KV2-INV-394)
+        used.update(state.used)
     if state.missing:
         raise SecretsMissing(state.missing)
-    if used is not None:
-        used.update(state.used)
     return "".join(chunks)

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from kv2render.config import VaultSettings
 from kv2render.errors import AuthError, ConfigError, Kv2RenderError, SecretReadError, TransientError
 from kv2render.redact import scrub_http
+from kv2render.refs import hide_marked
 
 __all__ = ["exchange_error", "tls_error"]
 
@@ -44,7 +45,8 @@ def short(exc: BaseException, credentials: Iterable[str] = ()) -> str:
     scrubbed of credentials and header values (KV2-INV-350: requests quotes a header value it
     refuses)."""
     inner = chain(exc)[-1]
-    return scrub_http(str(inner) or type(inner).__name__, credentials)
+    # KV2-INV-497: a URL in the text may hold a path computed from a secret value.
+    return scrub_http(hide_marked(str(inner)) or type(inner).__name__, credentials)
 
 
 def exchange_error(

@@ -267,7 +267,8 @@ def _missing(answer: _Answer) -> Kv2RenderError:
 
 
 def _policy_hint(location: SecretLocation) -> str:
-    return f'grant "read" on "{location.mount}/data/{location.path}"'
+    # KV2-INV-497: shown_*: a path computed from a secret value shows redacted.
+    return f'grant "read" on "{location.shown_mount}/data/{location.shown_path}"'
 
 
 def _not_found(where: str, location: SecretLocation, body: Any, detail: str) -> SecretNotFoundError:
@@ -298,7 +299,7 @@ def _not_found(where: str, location: SecretLocation, body: Any, detail: str) -> 
     return SecretNotFoundError(
         f"no secret at this path{detail}",
         where=where,
-        hint=f"check the mount ({location.mount!r}), the path and vault.namespace",
+        hint=f"check the mount ({location.shown_mount!r}), the path and vault.namespace",
     )
 
 

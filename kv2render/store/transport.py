@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv2render.config import VaultSettings
 from kv2render.errors import BadResponseError, ConfigError
+from kv2render.refs import hide_marked
 
 if TYPE_CHECKING:
     import requests
@@ -49,6 +50,22 @@ MAX_BODY_BYTES = 4 << 20  # a KV2 secret is at most 512 KiB by default in Vault
 MAX_JSON_DEPTH = 64
 
 log = logging.getLogger(__name__)
+
+
+class _HideMarked(logging.Filter):
+    """urllib3 logs request lines at trace level; a path computed from a secret value shows
+    redacted there too (KV2-INV-497)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        hidden = hide_marked(text)
+        if hidden != text:
+            record.msg, record.args = hidden, ()
+        return True
+
+
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.connection"):
+    logging.getLogger(_name).addFilter(_HideMarked())
 
 
 def _reason(exc: BaseException) -> str:

@@ -239,8 +239,9 @@ def test_failed_read_of_a_computed_path_fails_that_template(
 def test_no_secret_value_in_debug_logs(
     seeded: DevServer, workdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """KV2-AC-398 KV2-INV-001: a pass with computed paths logs locations and versions only,
-    even at debug level (the path itself came from a secret's value)."""
+    """KV2-AC-398 KV2-INV-001 KV2-INV-394: a pass with computed paths logs locations and
+    versions only, even at debug level; the path built from a secret's value (the tenant)
+    shows redacted, with the template line it was computed at."""
     cfg = _ctmpl_config(workdir, ["nested"])
     with caplog.at_level(logging.DEBUG):
         result = run_cli(
@@ -248,7 +249,9 @@ def test_no_secret_value_in_debug_logs(
         )
     assert result.code == 0, result.text
     logged = result.text + caplog.text
-    assert "secret/tenants/acme@v1" in logged  # the computed location, as metadata
+    shown = f"secret/[path computed from a secret value at {workdir / 'nested.ctmpl'}:1]@v1"
+    assert shown in logged
+    assert "tenants/acme" not in logged
     assert SENTINEL not in logged and seeded.root_token not in logged
 
 

@@ -225,7 +225,8 @@ def render_ctmpl(
     A path computed while rendering is looked up in ``secrets``; when it is not there the
     call gives nil, as consul-template's does for a secret it has not fetched, the render
     goes on, and SecretsMissing lists every such location at the end: nothing of it is
-    written (KV2-INV-390). ``used`` receives the computed paths' locations of a complete render.
+    written (KV2-INV-390). ``used`` receives the computed paths' locations the render read,
+    also when it raises SecretsMissing (KV2-INV-394 judges the missing ones against them).
     """
     cache: dict[SecretLocation, GoSecret] = {}
     resolved: dict[str, SecretLocation] = {}
@@ -279,6 +280,7 @@ def render_ctmpl(
         if missing:
             # An incomplete render's errors are not trusted: a nil secret's '.Data' fails
             # until it is read (consul-template renders again the same way).
+            _report_used(used, seen, tpl.locations)
             raise SecretsMissing(missing) from None
         # Go's messages quote the values they choke on (strconv: parsing "<value>"): redact
         # the secrets' values, then keep only quoted text the template itself holds.
@@ -288,11 +290,21 @@ def render_ctmpl(
             message = f"executing {go_quote(tpl.name)} at <{exc.context}>: {message}"
         cls = MissingKeyError if "no entry for key" in exc.message else RenderError
         raise cls(message, where=exc.location) from None
+    _report_used(used, seen, tpl.locations)
     if missing:
         raise SecretsMissing(missing)
-    if used is not None:
-        used.update(seen.keys() - tpl.locations)
     return out
+
+
+def _report_used(
+    used: set[SecretLocation] | None,
+    seen: dict[SecretLocation, SecretVersion],
+    constant: frozenset[SecretLocation],
+) -> None:
+    # Also before SecretsMissing: the runner judges the missing paths against every secret
+    # read so far (KV2-INV-394).
+    if used is not None:
+        used.update(seen.keys() - constant)
 
 
 def to_jinja2(text: str, *, name: str, left_delim: str = "{{", right_delim: str = "}}") -> str:
