@@ -47,16 +47,16 @@ test. ``check_authority``, ``value_to_text`` and ``is_loopback_host`` are re-exp
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
-from kv2render import payload
+from kv2render import payload, shown
 from kv2render.authority import check_authority, is_loopback_host
 from kv2render.errors import ReferenceSyntaxError
 from kv2render.payload import value_to_text
+from kv2render.shown import hide_marked
 
 __all__ = [
     "RefForm",
@@ -104,12 +104,12 @@ class SecretLocation:
     # formats a location through them.
     @property
     def shown_mount(self) -> str:
-        marked = _MARKED.get((self.mount, self.path))
+        marked = shown.lookup(self.mount, self.path)
         return self.mount if marked is None else marked[0]
 
     @property
     def shown_path(self) -> str:
-        marked = _MARKED.get((self.mount, self.path))
+        marked = shown.lookup(self.mount, self.path)
         return self.path if marked is None else marked[1]
 
     def __str__(self) -> str:  # metadata only: "secret/app/db" or "secret/app/db?version=3"
@@ -123,46 +123,12 @@ class SecretLocation:
         )
 
 
-# Locations whose path was computed from a secret's value (KV2-INV-394), keyed by the real
-# (mount, path): the shown (mount, path). Process-wide and sticky, so that every copy of a
-# location (a set keeps whichever twin came first; equality ignores the mark) is shown the
-# same way, and a location marked once stays hidden even when a constant reference names
-# it later: hiding a name costs a log line's detail, showing a value cannot be undone.
-_MARKED: dict[tuple[str, str], tuple[str, str]] = {}
-_MARKED_LOCK = threading.Lock()
-# The real texts to hide in third-party text (urllib3's request lines, requests' errors),
-# longest first, with what shows instead.
-_HIDDEN: tuple[tuple[str, str], ...] = ()
-
-
 def mark_derived(location: SecretLocation, where: str, *, mount_too: bool = False) -> None:
     """Show ``location`` as computed from a secret value, at ``where`` (``name:line``), from
-    now on in this process (KV2-INV-394, KV2-INV-497)."""
-    global _HIDDEN
-    key = (location.mount, location.path)
-    if key in _MARKED:
-        return
-    mount = "[mount computed from a secret value]" if mount_too else location.mount
-    shown = (mount, f"[path computed from a secret value at {where}]")
-    with _MARKED_LOCK:
-        if key in _MARKED:
-            return
-        _MARKED[key] = shown
-        full = f"{shown[0]}/{shown[1]}"
-        real = f"{location.mount}/{location.path}"
-        wire = f"{_enc_path(location.mount)}/data/{_enc_path(location.path)}"
-        pairs = {*_HIDDEN, (real, full), (wire, full), (location.path, shown[1])}
-        pairs.add((_enc_path(location.path), shown[1]))
-        _HIDDEN = tuple(sorted(pairs, key=lambda p: -len(p[0])))
-
-
-def hide_marked(text: str) -> str:
-    """``text`` with every marked location's path replaced by its shown form (KV2-INV-497):
-    for text kv2render does not format itself (a library's log line or exception)."""
-    for real, shown in _HIDDEN:
-        if real in text:
-            text = text.replace(real, shown)
-    return text
+    now on in this process (KV2-INV-394, KV2-INV-497; the marks live in shown.py)."""
+    request = f"{_enc_path(location.mount)}/data/{_enc_path(location.path)}"
+    wire = (request, _enc_path(location.path))
+    shown.mark(location.mount, location.path, where, mount_too=mount_too, wire=wire)
 
 
 @dataclass(frozen=True)
