@@ -34,7 +34,7 @@ from kv2render.errors import (
 )
 from kv2render.model import SecretVersion
 from kv2render.redact import scrub_http
-from kv2render.refs import SecretLocation
+from kv2render.refs import SecretLocation, hide_marked
 from kv2render.store import transport
 
 if TYPE_CHECKING:
@@ -185,7 +185,9 @@ class _Answer:
     ) -> None:
         self.where = where
         self.status = status
-        self.errors = errors  # the server's errors strings, on one line and scrubbed
+        # The server's errors strings, on one line and scrubbed; a server may quote the
+        # path, which may be one computed from a secret value (KV2-INV-497).
+        self.errors = errors = hide_marked(errors)
         self.detail = f": {errors}" if errors else ""
         self.body = body
         self.location = location  # None: a login or a token call

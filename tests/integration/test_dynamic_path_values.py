@@ -97,6 +97,24 @@ def test_a_failed_read_of_such_a_path_names_it_redacted(
     assert not (workdir / "out").exists()
 
 
+def test_a_denied_read_of_such_a_path_hints_at_the_policy_redacted(
+    dev_server: DevServer, workdir: Path
+) -> None:
+    """KV2-AC-487: the token may read the tenant's name but not the path computed from it:
+    the 403 error (exit 4) and its policy hint name the location redacted."""
+    sentinels = Sentinels()
+    _seed(dev_server, sentinels)
+    dev_server.add_policy("tenant-only", {"secret/data/app/*": ["read"]})
+    token = dev_server.create_token(["tenant-only"])
+    cfg = _config(workdir, dev_server, CTMPL, "consul-template")
+    result = run_cli(
+        ["--config", str(cfg), "--once", "--log-level", "trace"], {"VAULT_TOKEN": token}
+    )
+    assert result.code == 4, result.text
+    assert 'grant "read" on "secret/data/[path computed from a secret value at ' in result.text
+    assert sentinels.leaks("output", result.text) == []
+
+
 def test_a_path_built_from_a_name_still_shows(dev_server: DevServer, workdir: Path) -> None:
     """KV2-AC-399: the same template shape with the tenant from the environment renders,
     and its location is logged as it is."""
