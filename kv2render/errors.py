@@ -217,11 +217,22 @@ class SecretsMissing(RenderError):
         self.locations = dict(locations)
         first = min(self.locations) if self.locations else None
         at = where or (self.locations[first] if first is not None else None)
-        super().__init__(
+        super().__init__("", where=at)
+        self.args = ()  # no text fixed now: see message
+
+    # Built when shown, not when raised: the runner may mark a location as computed from a
+    # secret value after this was raised, and its text must show the mark (KV2-INV-394).
+    @property
+    def message(self) -> str:
+        first = min(self.locations) if self.locations else None
+        return (
             f"{len(self.locations)} secret(s) named by paths computed while rendering are not "
-            f"read yet (first: {first})",
-            where=at,
+            f"read yet (first: {first})"
         )
+
+    @message.setter
+    def message(self, value: str) -> None:
+        pass  # Kv2RenderError.__init__ sets it; the property computes it
 
 
 class WriteError(Kv2RenderError):

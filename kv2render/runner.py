@@ -377,6 +377,12 @@ def run_pass(
     return PassReport(results, ran, reads=reads)
 
 
+def mark_computed(exc: SecretsMissing, read: Iterable[SecretVersion]) -> None:
+    """Mark the locations of ``exc`` computed from a value of ``read`` (KV2-INV-394): for a
+    render outside :func:`render_template` (the process supervisor's env templates)."""
+    mark_paths_from_values(exc.locations, read)
+
+
 def describe_versions(versions: Mapping[SecretLocation, int]) -> str:
     # str(loc) without the version: a location computed from a secret value shows redacted.
     return ", ".join(

@@ -33,7 +33,7 @@ from pathlib import Path
 from kv2render import runner
 from kv2render.config import EnvTemplateSpec, ExecSpec, TemplateSpec
 from kv2render.config.supervise import KILL_TIMEOUT
-from kv2render.errors import CommandError, Kv2RenderError, RenderError
+from kv2render.errors import CommandError, Kv2RenderError, RenderError, SecretsMissing
 from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation
 from kv2render.runner import PreparedTemplate
@@ -221,6 +221,8 @@ class Supervisor:
                         where=item.spec.where,
                     )
             except Kv2RenderError as exc:
+                if isinstance(exc, SecretsMissing):  # its text names a computed path
+                    runner.mark_computed(exc, secrets.values())
                 # KV2-FC-471: the running child keeps its environment; none starts.
                 log.error("%s: %s", item.spec.where, exc)
                 self._failure = exc
