@@ -10,13 +10,15 @@ Paths built from names (env, constants) are shown as they are (tests of KV2-AC-3
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from kv2render.devserver import DevServer
 from kv2render.refs import SecretLocation, hide_marked, mark_derived
-from tests.integration.cli_helpers import run_cli, write_config
+from tests.integration.cli_helpers import DaemonProcess, run_cli, write_config
 from tests.integration.hygiene_util import Sentinels
 
 CTMPL = (
@@ -157,3 +159,32 @@ def test_the_mark_changes_display_only() -> None:
     assert sentinels.leaks("display", "\n".join(texts)) == []
     mark_derived(first, "other.ctmpl:9")  # sticky: the first mark stays
     assert str(first).endswith("at t.ctmpl:2]")
+
+
+def test_an_env_template_never_shows_such_a_path(dev_server: DevServer, workdir: Path) -> None:
+    """KV2-AC-488: process-supervisor mode renders env templates from their constant
+    references; one whose path is computed from a secret value is not rendered, and the
+    error it logs (trace level) names the location redacted, no value."""
+    sentinels = Sentinels()
+    _seed(dev_server, sentinels)
+    config = write_config(
+        workdir,
+        {
+            "vault": {"address": dev_server.url, "retry": {"num_retries": 0}},
+            "env_template": {"TENANT_PW": {"contents": CTMPL}},
+            "exec": {"command": [sys.executable, "-c", "import time; time.sleep(30)"]},
+        },
+    )
+    daemon = DaemonProcess(
+        config, workdir / "logs", env={"VAULT_TOKEN": dev_server.root_token}, log_level="trace"
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while SHOWN not in daemon.log() and daemon.poll() is None:
+            assert time.monotonic() < deadline, daemon.log()[-3000:]
+            time.sleep(0.05)
+    finally:
+        daemon.close()
+    log = daemon.log()
+    assert SHOWN in log, log[-3000:]
+    assert sentinels.leaks("daemon log", log) == []
