@@ -3,7 +3,10 @@ KV2-NFR-241, KV2-NFR-242). Each test checks the behaviour stays the same while t
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,11 +17,13 @@ from kv2render import hardening
 from kv2render.config import TemplateSpec
 from kv2render.daemon.service import Watcher
 from kv2render.daemon.ticks import FilesChanged, QueueTicks, TickEvent
+from kv2render.devserver import DevServer
 from kv2render.model import SecretVersion
 from kv2render.output.writer import any_stale_temp_files, stale_temp_files, temp_file_name
 from kv2render.refs import SecretLocation
 from kv2render.render.ctmpl.lexer import Lexer
 from kv2render.render.prepare import prepare_one
+from tests.integration.cli_helpers import cli_env
 
 
 def test_leftover_check_lists_each_folder_once(
@@ -181,3 +186,55 @@ def test_lexer_tokens_unchanged_and_linear_on_a_large_template() -> None:
     assert len(big) == 10 * (len(items) - 2) + 2  # six tokens per unit, plus TEXT and EOF
     # Linear: 10x the input in well under 100x the time (quadratic was ~25x at this size).
     assert big_time < 40 * max(small_time, 0.001)
+
+
+_ONCE_NEVER = (
+    "kv2render.output.status",
+    "kv2render.daemon",
+    "kv2render.devserver",
+    "kv2render.render.jinja",
+    "jinja2",
+    "yaml",
+    "watchfiles",
+    "prometheus_client",
+)
+
+
+def test_once_on_agent_hcl_imports_only_what_it_uses(dev_server: DevServer, tmp_path: Path) -> None:
+    """KV2-AC-244: --once on an agent HCL config (consul-template, token_file), without a pid
+    file and with no leftover temp file, in a fresh interpreter, never imports the status
+    module, the daemon, the dev server, Jinja2, PyYAML, watchfiles or prometheus_client."""
+    dev_server.put("app/db", {"password": "pw-lean"})
+    token = tmp_path / "token"
+    token.write_text(dev_server.root_token, encoding="utf-8")
+    token.chmod(0o600)
+    dest = tmp_path / "out"
+    config = tmp_path / "agent.hcl"
+    contents = '{{ with secret \\"secret/data/app/db\\" }}{{ .Data.data.password }}{{ end }}'
+    config.write_text(
+        f'vault {{\n  address = "{dev_server.url}"\n}}\n'
+        'auto_auth {\n  method "token_file" {\n    config {\n'
+        f'      token_file_path = "{token}"\n    }}\n  }}\n}}\n'
+        f'template {{\n  contents = "{contents}"\n  destination = "{dest}"\n}}\n',
+        encoding="utf-8",
+    )
+    script = (
+        "import json, sys\nfrom kv2render.cli import main\n"
+        f"code = main(['--config', {str(config)!r}, '--once'])\n"
+        f"never = {_ONCE_NEVER!r}\n"
+        "print(json.dumps([code, sorted(m for m in sys.modules "
+        "if any(m == n or m.startswith(n + '.') for n in never))]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=cli_env({}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    code, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert code == 0, proc.stderr
+    assert loaded == []
+    assert dest.read_text() == "pw-lean"
