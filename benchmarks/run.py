@@ -70,8 +70,8 @@ TARGETS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
     "reads_per_poll_pinned": ("== 0", lambda r: r["reads_per_poll_pinned"] == 0),
     "scale_distinct_s": ("<= 3.0 s", lambda r: r["scale_distinct_s"] <= 3.0),
     "distinct_ratio": (
-        "<= 0.40",
-        lambda r: r["scale_distinct_s"] / r["naive_distinct_s"] <= 0.40,
+        "<= 0.20",
+        lambda r: r["scale_distinct_s"] / r["naive_distinct_s"] <= 0.20,
     ),
     "shared_ratio": ("<= 0.15", lambda r: r["scale_shared_s"] / r["naive_shared_s"] <= 0.15),
     "poll_cpu_ms_per_read": ("<= 1.5", lambda r: r["poll_cpu_ms_per_read"] <= 1.5),

@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 def _once_cleanup(cfg: Config) -> None:
     """--once removes leftovers too, when there are any and no daemon holds the lock. The
     directory listing is cheap; the lock is taken only when something is left over."""
-    from kv2render.output.writer import stale_temp_files
+    from kv2render.output.writer import any_stale_temp_files
 
-    if not any(stale_temp_files(d.parent, d.name) for d in destinations(cfg)):
+    if not any_stale_temp_files(destinations(cfg)):
         return
     lock = instance_lock(cfg)
     if lock.acquire():

@@ -24,9 +24,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
-__all__ = ["ALLOW_CORE_DUMPS", "command_environment", "disable_core_dumps"]
+__all__ = [
+    "ALLOW_CORE_DUMPS",
+    "LazyCommandEnvironment",
+    "command_environment",
+    "disable_core_dumps",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +98,26 @@ def command_environment(base: Mapping[str, str] | None = None) -> dict[str, str]
         for name, value in source.items()
         if name in _COMMAND_ENV_ALLOW or not name.startswith(_COMMAND_ENV_DENY_PREFIXES)
     }
+
+
+class LazyCommandEnvironment(Mapping[str, str]):
+    """:func:`command_environment`, taken on first use: a template that never calls
+    ``env`` does not copy the environment at each render (100 templates: ~12 ms of a
+    pass, KV2-NFR-240)."""
+
+    def __init__(self) -> None:
+        self._env: dict[str, str] | None = None
+
+    def _get(self) -> dict[str, str]:
+        if self._env is None:
+            self._env = command_environment()
+        return self._env
+
+    def __getitem__(self, name: str) -> str:
+        return self._get()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The longest the watcher waits for the first pass to end before it watches anyway.
+START_WAIT = 5.0
+
 
 def _signatures(files: Iterable[str]) -> dict[str, tuple[int, ...]]:
     """stat() facts of each file (never its content), to tell whether it changed."""
@@ -56,8 +59,15 @@ class Watcher:
     files in those directories (logs, the status file) cost nothing and log nothing.
     """
 
-    def __init__(self, emit: Callable[[TickEvent], None]) -> None:
+    def __init__(
+        self, emit: Callable[[TickEvent], None], *, start_after: threading.Event | None = None
+    ) -> None:
         self._emit = emit
+        # KV2-NFR-241: importing watchfiles and setting up the OS watch (~25 ms of CPU)
+        # waits until the first pass is over (``start_after``, at most START_WAIT s), so the
+        # first render does not share the interpreter with it. The files' state is taken
+        # when update() is called, so an edit made meanwhile is still seen (see _watch).
+        self._start_after = start_after
         self._dirs: tuple[str, ...] = ()
         self._files: frozenset[str] = frozenset()
         self._stop: threading.Event | None = None
@@ -89,6 +99,8 @@ class Watcher:
         self, dirs: tuple[str, ...], stop: threading.Event, before: dict[str, tuple[int, ...]]
     ) -> None:
         try:
+            if not self._first_pass_over(stop):
+                return
             from watchfiles import watch
 
             settled = False
@@ -118,6 +130,15 @@ class Watcher:
                 "file watching stopped (%s): edits are picked up on SIGHUP only",
                 type(exc).__name__,
             )
+
+    def _first_pass_over(self, stop: threading.Event) -> bool:
+        """Wait for ``start_after`` (at most START_WAIT s); False when stopped meanwhile."""
+        if self._start_after is not None:
+            deadline = time.monotonic() + START_WAIT
+            while not self._start_after.is_set() and time.monotonic() < deadline:
+                if stop.wait(0.02):
+                    break
+        return not stop.is_set()
 
     def _stop_thread(self) -> None:
         if self._stop is not None:
@@ -155,7 +176,7 @@ def run(
     lock = instance_lock(cfg)
     lock.acquire()
     pid_file = PidFile(cfg.pid_file)
-    watcher = Watcher(ticks.put)
+    watcher = Watcher(ticks.put, start_after=ticks.waiting)
     path = Path(os.path.abspath(config_path)) if config_path is not None else None
 
     def reload_config() -> Config:

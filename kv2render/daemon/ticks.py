@@ -11,6 +11,7 @@ passes :class:`QueueTicks`; tests pass a script of ticks and events.
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,12 +43,16 @@ class QueueTicks:
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[TickEvent | None] = queue.SimpleQueue()
+        # Set when the loop first waits: its first pass is over (service.Watcher starts
+        # its OS watch then, not during the first render, KV2-NFR-241).
+        self.waiting = threading.Event()
 
     def put(self, event: TickEvent | None) -> None:
         """``None`` only wakes the loop (used on stop)."""
         self._queue.put(event)
 
     def wait(self, timeout: float) -> list[TickEvent]:
+        self.waiting.set()
         try:
             items = [self._queue.get(timeout=max(0.0, timeout))]
         except queue.Empty:

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kv2render.config import Config
 from kv2render.errors import Kv2RenderError
 from kv2render.logsetup import count
-from kv2render.output.status import InstanceLock
+
+if TYPE_CHECKING:
+    # The status module is imported when a lock is taken: --once without leftovers and
+    # without a pid file never is (KV2-NFR-240).
+    from kv2render.output.status import InstanceLock
 
 __all__ = ["destinations", "instance_lock", "remove_leftover_temp_files"]
 

@@ -28,12 +28,19 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from kv2render.errors import WriteError
 from kv2render.output import dirchecks
 
-__all__ = ["cleanup_stale_temp_files", "resolve_uid", "temp_file_name", "write_atomic"]
+__all__ = [
+    "any_stale_temp_files",
+    "cleanup_stale_temp_files",
+    "resolve_uid",
+    "temp_file_name",
+    "write_atomic",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -294,15 +301,37 @@ def write_atomic(
     return True
 
 
-def stale_temp_files(directory: Path, name: str) -> list[str]:
+def stale_temp_files(directory: Path, name: str, entries: Iterable[str] | None = None) -> list[str]:
     """Names of temp files a crashed run may have left for destination ``name`` (or its
-    ``.bak``): only names matching :func:`temp_file_name`."""
-    patterns = (_temp_pattern(name), _temp_pattern(name + ".bak"))
-    try:
-        entries = os.listdir(directory)
-    except OSError:
+    ``.bak``): only names matching :func:`temp_file_name`. ``entries``: the folder's
+    listing when the caller already has it (one listing for many outputs)."""
+    if entries is None:
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            return []
+    # Most folders hold no temp file: no pattern is compiled for them (--once start-up).
+    candidates = [e for e in entries if _TEMP_MARK in e and e.endswith(".tmp")]
+    if not candidates:
         return []
-    return [entry for entry in entries if any(p.fullmatch(entry) for p in patterns)]
+    patterns = (_temp_pattern(name), _temp_pattern(name + ".bak"))
+    return [entry for entry in candidates if any(p.fullmatch(entry) for p in patterns)]
+
+
+def any_stale_temp_files(destinations: Iterable[Path]) -> bool:
+    """Whether a crashed run left a temp file next to any of ``destinations``; each folder
+    is listed once, however many outputs it holds."""
+    listings: dict[Path, list[str]] = {}
+    for dest in destinations:
+        folder = dest.parent
+        if folder not in listings:
+            try:
+                listings[folder] = os.listdir(folder)
+            except OSError:
+                listings[folder] = []
+        if stale_temp_files(folder, dest.name, listings[folder]):
+            return True
+    return False
 
 
 def cleanup_stale_temp_files(directory: Path, name: str) -> int:

@@ -163,7 +163,7 @@ def prepare_one(
             text = ctmpl.render_ctmpl(
                 ct,
                 secrets,
-                env=hardening.command_environment(),
+                env=hardening.LazyCommandEnvironment(),
                 max_output_bytes=max_output_bytes,
                 render_timeout=render_timeout,
                 used=used,

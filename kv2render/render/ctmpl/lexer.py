@@ -188,7 +188,7 @@ class Lexer:
             ldn = len(self.left)
             self.pos = x
             trim = 0
-            if _has_left_trim(self.input[self.pos + ldn :]):
+            if _has_left_trim(self.input[self.pos + ldn : self.pos + ldn + 2]):
                 seg = self.input[self.start : self.pos]
                 trim = len(seg) - len(seg.rstrip(SPACE_CHARS))
             self.pos -= trim
@@ -206,16 +206,25 @@ class Lexer:
         return None
 
     def at_right_delim(self) -> tuple[bool, bool]:
-        rest = self.input[self.pos :]
-        if _has_right_trim(rest) and rest[2:].startswith(self.right):
+        # Bounded slices and startswith at an offset: copying the rest of the input at each
+        # token made lexing quadratic in the template's size (KV2-NFR-242).
+        text, pos = self.input, self.pos
+        if _has_right_trim(text[pos : pos + 2]) and text.startswith(self.right, pos + 2):
             return True, True
-        if rest.startswith(self.right):
+        if text.startswith(self.right, pos):
             return True, False
         return False, False
 
+    def skip_spaces(self) -> None:
+        """Move past the space characters at ``pos`` (a trim marker's ``-``)."""
+        text, pos, end = self.input, self.pos, len(self.input)
+        while pos < end and text[pos] in SPACE_CHARS:
+            pos += 1
+        self.pos = pos
+
     def lex_left_delim(self) -> _State:
         self.pos += len(self.left)
-        trim = _has_left_trim(self.input[self.pos :])
+        trim = _has_left_trim(self.input[self.pos : self.pos + 2])
         after = 2 if trim else 0
         if self.input.startswith("/*", self.pos + after):
             self.pos += after
@@ -240,21 +249,19 @@ class Lexer:
             self.pos += 2
         self.pos += len(self.right)
         if trim:
-            rest = self.input[self.pos :]
-            self.pos += len(rest) - len(rest.lstrip(SPACE_CHARS))
+            self.skip_spaces()
         self.ignore()
         return self.lex_text
 
     def lex_right_delim(self) -> _State:
-        trim = _has_right_trim(self.input[self.pos :])
+        trim = _has_right_trim(self.input[self.pos : self.pos + 2])
         if trim:
             self.pos += 2
             self.ignore()
         self.pos += len(self.right)
         self.emit(T.RIGHT_DELIM)
         if trim:
-            rest = self.input[self.pos :]
-            self.pos += len(rest) - len(rest.lstrip(SPACE_CHARS))
+            self.skip_spaces()
             self.ignore()
         return self.lex_text
 
@@ -312,8 +319,8 @@ class Lexer:
         while is_space(self.peek()):
             self.next()
             num += 1
-        rest = self.input[self.pos - 1 :]
-        if _has_right_trim(rest) and rest[2:].startswith(self.right):
+        at = self.pos - 1
+        if _has_right_trim(self.input[at : at + 2]) and self.input.startswith(self.right, at + 2):
             self.backup()
             if num == 1:
                 return self.lex_right_delim
