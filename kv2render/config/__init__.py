@@ -51,7 +51,6 @@ from kv2render.config.auth import (
     TokenEnvSettings,
     config_keys,
 )
-from kv2render.config.supervise import EnvTemplateSpec, ExecSpec
 from kv2render.config.values import kind_of, parse_duration
 from kv2render.errors import ConfigError
 from kv2render.refs import SecretRef
@@ -59,13 +58,12 @@ from kv2render.refs import SecretRef
 if TYPE_CHECKING:
     from kv2render.config.build import Checked
     from kv2render.config.sink import FileSink
+    from kv2render.config.supervise import EnvTemplateSpec, ExecSpec
 
 __all__ = [
     "AuthSettings",
     "AuthType",
     "Config",
-    "EnvTemplateSpec",
-    "ExecSpec",
     "TemplateConfig",
     "TemplateSpec",
     "VaultSettings",

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from kv2render import refs
 from kv2render.config import (
@@ -19,10 +19,10 @@ from kv2render.config import (
     TemplateConfig,
     TemplateSpec,
     VaultSettings,
+    optional,
 )
 from kv2render.config.auth import AuthSettings, TokenEnvSettings
 from kv2render.config.sources import env_lookup
-from kv2render.config.supervise import supervisor_settings
 from kv2render.config.values import (
     Section,
     as_address,
@@ -41,9 +41,6 @@ from kv2render.config.values import (
 )
 from kv2render.errors import ConfigError, flatten, raise_all
 from kv2render.refs import SecretRef
-
-if TYPE_CHECKING:
-    from kv2render.config.sink import FileSink
 
 # One logger name for the whole config stage, whichever module of it speaks.
 log = logging.getLogger("kv2render.config")
@@ -166,15 +163,16 @@ def build_checked(
         base,
         None if vault is None else vault.address,
         problems,
-        optional=supervised or _has_sink(top),  # a sink alone is a valid agent config
+        optional=supervised
+        or optional_blocks.has_sink(top),  # a sink alone is a valid agent config
     )
-    supervisor = attempt(lambda: supervisor_settings(top, base, bool(top.get("template"))))
+    supervisor = attempt(lambda: optional_blocks.supervisor(top, base, supervised))
     status_file = attempt(lambda: top.opt("status_file", as_path, base))
     pid_file = attempt(lambda: top.opt("pid_file", as_path, base))
     exit_after_auth = attempt(lambda: bool(top.opt("exit_after_auth", as_bool)))
     once_timeout = attempt(lambda: _once_timeout(top))
     metrics = attempt(lambda: _metrics(top))
-    sinks = attempt(lambda: _sinks(top, auth, base))
+    sinks = attempt(lambda: optional_blocks.sinks(top, auth, base))
     if problems or vault is None or auth is None or template_config is None or supervisor is None:
         return Checked(None, tuple(flatten(problems)), templates)
     config = Config(
@@ -296,17 +294,6 @@ def _auth_settings(
     # ``vault`` None: the vault block has a problem of its own, already recorded.
     client_cert = None if vault is None else (vault.client_cert, vault.client_key)
     return parse_method(auto_auth.get("method"), base, client_cert)
-
-
-def _has_sink(top: Section) -> bool:
-    auto_auth = top.get("auto_auth")
-    return isinstance(auto_auth, Mapping) and auto_auth.get("sink") is not None
-
-
-def _sinks(top: Section, auth: AuthSettings | None, base: Path) -> tuple[FileSink, ...]:
-    from kv2render.config.sink import parse_sinks  # only a config with a sink pays for it
-
-    return parse_sinks(top.get("auto_auth")["sink"], base, auth) if _has_sink(top) else ()
 
 
 def _template_config(sec: Section) -> TemplateConfig:

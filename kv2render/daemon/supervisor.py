@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kv2render import runner
-from kv2render.config import EnvTemplateSpec, ExecSpec, TemplateSpec
-from kv2render.config.supervise import KILL_TIMEOUT
+from kv2render.config import TemplateSpec
+from kv2render.config.supervise import KILL_TIMEOUT, EnvTemplateSpec, ExecSpec
 from kv2render.errors import CommandError, Kv2RenderError, RenderError, SecretsMissing
 from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation

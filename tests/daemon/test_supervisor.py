@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from kv2render.config import EnvTemplateSpec, ExecSpec
+from kv2render.config.supervise import EnvTemplateSpec, ExecSpec
 from kv2render.daemon.supervisor import Supervisor, child_environment, exit_status
 from kv2render.errors import AccessDeniedError
 from kv2render.model import SecretVersion

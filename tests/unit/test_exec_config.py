@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kv2render.config import Config, EnvTemplateSpec, ExecSpec, describe, load
+from kv2render.config import Config, describe, load
+from kv2render.config.supervise import EnvTemplateSpec, ExecSpec
 from kv2render.errors import ConfigError
 
 ADDR = "https://vault.example:8200"
