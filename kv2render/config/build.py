@@ -19,8 +19,8 @@ from kv2render.config import (
     TemplateConfig,
     TemplateSpec,
     VaultSettings,
-    optional,
 )
+from kv2render.config import optional as optional_blocks
 from kv2render.config.auth import AuthSettings, TokenEnvSettings
 from kv2render.config.sources import env_lookup
 from kv2render.config.values import (
