@@ -415,3 +415,22 @@ def running(server: BaoServer) -> Iterator[BaoServer]:
 
 def dump_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, indent=2)
+
+
+def run_one_shot(
+    tool: str, config: Path, extra_env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """One run of ``bao agent`` (``tool="agent"``) or ``kv2render --once`` on the same agent
+    config file, in its folder, with a clean environment (no VAULT_*/BAO_*, HOME = the
+    folder): the two sides of every differential test against the real agent."""
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    if tool == "agent":
+        argv = [str(bao_binary()), "agent", f"-config={config}"]
+    else:
+        argv = [sys.executable, "-m", "kv2render", "--config", str(config), "--once"]
+    env = bao_env({"HOME": str(config.parent), "PYTHONPATH": str(repo), **(extra_env or {})})
+    return subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=60, cwd=config.parent, check=False
+    )

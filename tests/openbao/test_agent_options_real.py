@@ -10,12 +10,11 @@ compared.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.realbao import BaoServer, bao_binary, bao_env
+from tests.realbao import BaoServer, run_one_shot
 
 pytestmark = [pytest.mark.openbao, pytest.mark.timeout(120)]
 
@@ -64,14 +63,7 @@ template {{
 
 
 def _run(tool: str, config: Path) -> subprocess.CompletedProcess[str]:
-    if tool == "agent":
-        argv = [str(bao_binary()), "agent", f"-config={config}"]
-    else:
-        argv = [sys.executable, "-m", "kv2render", "--config", str(config), "--once"]
-    env = bao_env({"HOME": str(config.parent), "PYTHONPATH": str(REPO)})
-    return subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=60, cwd=config.parent, check=False
-    )
+    return run_one_shot(tool, config)
 
 
 def test_command_shapes_run_as_the_real_agent_runs_them(

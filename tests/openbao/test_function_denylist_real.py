@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.realbao import BaoServer, bao_binary, bao_env, unique
+from tests.realbao import BaoServer, run_one_shot, unique
 
 pytestmark = [pytest.mark.openbao, pytest.mark.timeout(120)]
 
@@ -47,14 +46,7 @@ def _config(server: BaoServer, out: Path, body: str, keys: str) -> Path:
 
 
 def _run(tool: str, config: Path) -> subprocess.CompletedProcess[str]:
-    if tool == "agent":
-        argv = [str(bao_binary()), "agent", f"-config={config}"]
-    else:
-        argv = [sys.executable, "-m", "kv2render", "--config", str(config), "--once"]
-    env = bao_env({"HOME": str(config.parent), "PYTHONPATH": str(REPO), "DENY_T": "from-env"})
-    return subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=60, cwd=config.parent, check=False
-    )
+    return run_one_shot(tool, config, {"DENY_T": "from-env"})
 
 
 def _both(server: BaoServer, tmp: Path, body: str, keys: str) -> dict[str, Any]:

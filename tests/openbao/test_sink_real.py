@@ -14,12 +14,11 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.realbao import BaoApiError, BaoServer, bao_binary, bao_env
+from tests.realbao import BaoApiError, BaoServer, run_one_shot
 
 pytestmark = [pytest.mark.openbao, pytest.mark.timeout(120)]
 
@@ -82,14 +81,7 @@ template {{
 
 
 def _run(tool: str, config: Path, server: BaoServer) -> subprocess.CompletedProcess[str]:
-    if tool == "agent":
-        argv = [str(bao_binary()), "agent", f"-config={config}"]
-    else:
-        argv = [sys.executable, "-m", "kv2render", "--config", str(config), "--once"]
-    env = bao_env({"HOME": str(config.parent), "PYTHONPATH": str(REPO)})
-    return subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=60, cwd=config.parent, check=False
-    )
+    return run_one_shot(tool, config)
 
 
 def _works(server: BaoServer, token: str) -> bool:
