@@ -308,11 +308,17 @@ def wait_for(pred: Callable[[], bool], timeout: float, every: float = 0.005) -> 
 
 
 @contextlib.contextmanager
-def daemon(config: Path, env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m kv2render --config C`` (no --once) until the block ends, then SIGTERM."""
-    log = (config.parent / "daemon.log").open("wb")
+def daemon(
+    config: Path,
+    env: Mapping[str, str],
+    argv: Sequence[str] | None = None,
+    log_name: str = "daemon.log",
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m kv2render --config C`` (no --once), or ``argv`` (another long-running
+    tool, e.g. ``bao agent``), until the block ends, then SIGTERM."""
+    log = (config.parent / log_name).open("wb")
     proc = subprocess.Popen(
-        [PY, "-m", "kv2render", "--config", str(config), "--log-level", "warn"],
+        list(argv or [PY, "-m", "kv2render", "--config", str(config), "--log-level", "warn"]),
         env=dict(env),
         stdin=subprocess.DEVNULL,
         stdout=log,

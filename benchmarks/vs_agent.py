@@ -25,10 +25,8 @@ import contextlib
 import datetime
 import json
 import random
-import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,27 +244,14 @@ class VsAgent:
 
         return run
 
-    @contextlib.contextmanager
-    def daemon(self, tool: str, config: Path) -> Iterator[subprocess.Popen[bytes]]:
-        log = (config.parent / f"{tool}.log").open("wb")
+    def daemon(self, tool: str, config: Path) -> contextlib.AbstractContextManager[Any]:
         if tool == "agent":
             argv = [_bao(), "agent", f"-config={config}", "-log-level=warn"]
             env = self._agent_env(config.parent)
         else:
             argv = [c.PY, "-m", "kv2render", "--config", str(config), "--log-level", "warn"]
             env = c.clean_env({"HOME": str(config.parent)})
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            log.close()
+        return c.daemon(config, env, argv=argv, log_name=f"{tool}.log")
 
     # -- the rows ------------------------------------------------------------------------
 
