@@ -1,8 +1,8 @@
 """Building blocks shared by benchmarks/run.py and its smoke test.
 
 Everything here drives real processes: the dev server (benchmarks/_devserver_proc.py),
-``python -m kv2render`` and benchmarks/naive.py, with the same interpreter. CPU and
-memory come from /proc, so the daemon rows need Linux.
+kv2render (as its console script starts it) and benchmarks/naive.py, with the same
+interpreter. CPU and memory come from /proc, so the daemon rows need Linux.
 """
 
 from __future__ import annotations
@@ -26,6 +26,15 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PY = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+# kv2render as the installed ``kv2render`` command starts it (pip's console-script wrapper
+# calls kv2render.cli:main), with the source tree on PYTHONPATH so an A/B can swap it.
+# ``python -m kv2render`` would add runpy's start-up, which no operator's run pays.
+KV2RENDER = (
+    PY,
+    "-c",
+    "import sys; sys.argv[0] = 'kv2render'; from kv2render.cli import main; sys.exit(main())",
+)
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -314,11 +323,11 @@ def daemon(
     argv: Sequence[str] | None = None,
     log_name: str = "daemon.log",
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m kv2render --config C`` (no --once), or ``argv`` (another long-running
+    """``kv2render --config C`` (no --once), or ``argv`` (another long-running
     tool, e.g. ``bao agent``), until the block ends, then SIGTERM."""
     log = (config.parent / log_name).open("wb")
     proc = subprocess.Popen(
-        list(argv or [PY, "-m", "kv2render", "--config", str(config), "--log-level", "warn"]),
+        list(argv or [*KV2RENDER, "--config", str(config), "--log-level", "warn"]),
         env=dict(env),
         stdin=subprocess.DEVNULL,
         stdout=log,

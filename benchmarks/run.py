@@ -9,7 +9,7 @@ timing is the median of interleaved repetitions (A, B, A, B, ...).
 
 Processes: the dev server runs in its own process (benchmarks/_devserver_proc.py,
 which adds the 5 ms per-request latency the scale rows need); kv2render runs as
-``python -m kv2render`` and the baseline as benchmarks/naive.py, same interpreter.
+kv2render (``_common.KV2RENDER``) and the baseline as benchmarks/naive.py, same interpreter.
 
 Exit status: 0 when every key was measured; 1 when any key is null (its row prints
 the reason), in ``--quick`` too, so CI notices a broken daemon or CLI; with
@@ -217,7 +217,7 @@ class Bench:
     def kv2render_once(self, config: Path, env: dict[str, str]) -> Callable[[], float]:
         def run() -> float:
             c.fresh_outputs(config)  # a first deploy: every file is written
-            return c.run_timed([c.PY, "-m", "kv2render", "--config", str(config), "--once"], env)
+            return c.run_timed([*c.KV2RENDER, "--config", str(config), "--once"], env)
 
         return run
 
@@ -528,6 +528,31 @@ class Bench:
         for key, (mine, theirs, unit) in notes.items():
             if mine in d and theirs in d:
                 self.notes[key] = f"kv2render {d[mine]} vs bao agent {d[theirs]} {unit}"
+        floors = {
+            "vs_agent_floor_once_ratio": ("floor", "once_floor_s", "bao agent", "once_agent_s"),
+            "vs_agent_floor_once100_ratio": (
+                "floor",
+                "once100_floor_s",
+                "bao agent",
+                "once100_agent_s",
+            ),
+            "vs_agent_floor_first_render_ratio": (
+                "floor (one-shot)",
+                "once100_floor_s",
+                "bao agent daemon",
+                "first_agent_s",
+            ),
+            "vs_agent_once_over_floor": ("kv2render", "once_yaml_s", "floor", "once_floor_s"),
+            "vs_agent_once100_over_floor": (
+                "kv2render",
+                "once100_yaml_s",
+                "floor",
+                "once100_floor_s",
+            ),
+        }
+        for key, (a_name, a, b_name, b) in floors.items():
+            if a in d and b in d:
+                self.notes[key] = f"{a_name} {d[a]} vs {b_name} {d[b]} s"
 
 
 def _inode(path: Path) -> int:

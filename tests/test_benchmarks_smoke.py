@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,12 @@ ISSUE_KEYS = {
     "vs_agent_requests_ratio",
     "vs_agent_change_latency_p50_ratio",
     "poll_interval_drift",
+    # the floor of kv2render's own stack (benchmarks/floor.py), KV2-AC-530
+    "vs_agent_floor_once_ratio",
+    "vs_agent_floor_once100_ratio",
+    "vs_agent_floor_first_render_ratio",
+    "vs_agent_once_over_floor",
+    "vs_agent_once100_over_floor",
 }
 
 
@@ -62,8 +69,9 @@ def _load_run() -> ModuleType:
 
 
 def test_every_section_produces_every_key(tmp_path: Path) -> None:
-    """KV2-AC-230 KV2-AC-232 KV2-AC-233: all keys measured (tiny sizes); reads per pass
-    equal the unique secrets; a poll over pinned versions reads nothing."""
+    """KV2-AC-230 KV2-AC-232 KV2-AC-233 KV2-AC-530: all keys measured (tiny sizes), the
+    floor rows included; reads per pass equal the unique secrets; a poll over pinned
+    versions reads nothing."""
     run = _load_run()
     assert set(run.KEYS) == ISSUE_KEYS
     lines: list[str] = []
@@ -118,3 +126,45 @@ def test_interleaving_and_percentiles() -> None:
     assert c.percentile(values, 50) == 50.0
     assert c.percentile(values, 99) == 99.0
     assert c.percentile([0.3], 99) == 0.3
+
+
+@pytest.mark.openbao
+def test_the_floor_does_kv2renders_job(tmp_path: Path, bao_server: Any) -> None:
+    """KV2-AC-531: benchmarks/floor.py, the floor the vs_agent rows compare with, writes the
+    same bytes with the same 0600 mode as ``kv2render --once`` on the same YAML config and
+    real server, for one template and for several (its thread pool): a floor that skipped
+    part of the job would flatter the stack."""
+    from tests.realbao import unique
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _common as c
+        import vs_agent
+    finally:
+        sys.path.remove(str(BENCH))
+    token_file = tmp_path / "token"
+    token_file.write_text(bao_server.root_token, encoding="utf-8")
+    token_file.chmod(0o600)
+    folder = unique("floor")
+    paths = [f"{folder}/s{i}" for i in range(5)]
+    for i, path in enumerate(paths):
+        bao_server.kv_put(path, {"user": f"u{i}", "password": f"pw-{i}"})
+    for n in (1, 5):
+        got: dict[str, dict[str, tuple[bytes, int]]] = {}
+        for tool in ("floor", "kv2render"):
+            config = vs_agent.kv2render_yaml(
+                tmp_path / f"{tool}-{n}", bao_server.address, token_file, paths[:n]
+            )
+            argv = (
+                [c.PY, str(BENCH / "floor.py"), str(config)]
+                if tool == "floor"
+                else [*c.KV2RENDER, "--config", str(config), "--once"]
+            )
+            c.run_timed(argv, c.clean_env({"HOME": str(tmp_path)}))
+            out = config.parent / "out"
+            got[tool] = {
+                p.name: (p.read_bytes(), p.stat().st_mode & 0o777) for p in sorted(out.iterdir())
+            }
+        assert got["floor"] == got["kv2render"]
+        assert len(got["floor"]) == n
+        assert {mode for _, mode in got["floor"].values()} == {0o600}
