@@ -66,25 +66,30 @@ class NotOffered:
 
 
 def refusal(status: int, body: Any, _problem: str | None) -> NotOffered | None | Literal[False]:
-    """A non-200 page: None for an empty folder (404 with no error text, kv2-wire.md §2.4),
-    NotOffered for a path or a policy that does not offer the listing (KV2-INV-501), False
-    for anything else (mapped and raised as a read's error would be: 5xx retried)."""
+    """A non-200 page: None for an empty folder (OpenBao's 404 ``{"errors":[]}``, kv2-wire.md
+    §2.4), NotOffered for a path or a policy that does not offer the listing (KV2-INV-501):
+    404 with text or a warning (Vault's "Invalid path for a versioned K/V secrets engine",
+    no such mount), 405, 400, 403 permission denied; False for anything else (mapped and
+    raised as a read's error would be: 5xx retried)."""
     from kv2render.store.responses import errors_text
 
     text = errors_text(body)
-    if status == 404 and body is not None and not text:
+    if status == 404 and isinstance(body, Mapping) and body.get("errors") == []:
         return None
     if status in (400, 404, 405) or (status == 403 and "permission denied" in text.lower()):
-        return NotOffered(f"{status} {text or 'no detail'}")
+        return NotOffered(f"{status} {text or 'not offered by this server'}")
     return False
 
 
 def page_after(names: Collection[str]) -> str | None:
-    """Where the first page starts: just before the smallest watched name. ``after`` is
-    exclusive and every key greater than a strict prefix of a name, the name included, follows
-    it; ``None``: from the start."""
+    """Where the first page starts (``after`` is exclusive): just before the smallest watched
+    name, that name with its last character stepped back one (``s0042`` -> ``s0041``).
+    Every key from the name on follows it; a few keys between may too (``s0041x``), which
+    costs page space, never correctness. ``None``: from the start."""
     first = min(names)
-    return first[:-1] if len(first) > 1 else None
+    if first and ord(first[-1]) > 0x21:
+        return first[:-1] + chr(ord(first[-1]) - 1)
+    return first[:-1] or None
 
 
 def _key_state(info: Any) -> KeyState | None:

@@ -34,9 +34,7 @@ def loc(name: str, folder: str = "app/") -> SecretLocation:
 
 def folder_harness(*, detection: str = "auto", names: tuple[str, ...] = NAMES) -> Harness:
     cfg = make_config(*(spec(i, f"vault+kv2:///secret/app/{n}#pw") for i, n in enumerate(names)))
-    cfg = replace(
-        cfg, template_config=replace(cfg.template_config, change_detection=detection)
-    )
+    cfg = replace(cfg, template_config=replace(cfg.template_config, change_detection=detection))
     h = Harness(cfg, store=FakeSecretStore(listing=True))
     for n in names:
         h.store.put(f"secret/app/{n}", pw=f"{SENTINEL}-{n}-1")
@@ -78,8 +76,13 @@ def test_unchanged_is_only_present_same_version_and_plain() -> None:
 def test_by_folder_groups_latest_versions_and_skips_pinned() -> None:
     """KV2-AC-503 KV2-INV-500: groups by (mount, folder); pinned versions are never listed."""
     got = polling.by_folder(
-        [loc("a"), loc("b"), loc("c", "other/"), SecretLocation("secret", "top"),
-         SecretLocation("secret", "app/p", 2)]
+        [
+            loc("a"),
+            loc("b"),
+            loc("c", "other/"),
+            SecretLocation("secret", "top"),
+            SecretLocation("secret", "app/p", 2),
+        ]
     )
     assert got == {
         ("secret", "app/"): {"a": loc("a"), "b": loc("b")},
@@ -266,7 +269,7 @@ def test_change_detection_choices_are_validated(tmp_path: Any) -> None:
     hcl = tmp_path / "agent.hcl"
     hcl.write_text(
         'vault { address = "http://127.0.0.1:8200" }\n'
-        "auto_auth {\n  method {\n    type = \"token_file\"\n"
+        'auto_auth {\n  method {\n    type = "token_file"\n'
         f'    config = {{ token_file_path = "{token}" }}\n  }}\n}}\n'
         'template_config {\n  change_detection = "read"\n}\n'
         f'template {{\n  contents = "x"\n  destination = "{tmp_path}/hcl-out"\n}}\n'
