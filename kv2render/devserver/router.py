@@ -356,7 +356,7 @@ class Router:
         self, req: Request, token: Token, mount: KvV2, name: str, acl_path: str
     ) -> Reply:
         """OpenBao's listing with each key's metadata (issue 18, KV2-AC-504); the vault and
-        ovh flavours answer the generic invalid-path 404, as a server without it does."""
+        ovh flavours never get here: theirs is the invalid-path 404 of a server without it."""
         self.require(token, acl_path, self.caps_for(req.op, exists=True))
         if req.op != "list":
             raise self._unsupported()  # measured: 405 "unsupported operation"
