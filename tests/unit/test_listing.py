@@ -276,3 +276,26 @@ def test_change_detection_choices_are_validated(tmp_path: Any) -> None:
     )
     cfg: Config = load(hcl)
     assert cfg.template_config.change_detection == "read"
+
+
+def test_listing_counter_has_bounded_labels_and_reads_stay_truthful() -> None:
+    """KV2-AC-503 KV2-NFR-500: listings are counted by mount and result only; the read
+    counter counts the reads made, not the secrets a listing showed unchanged."""
+    from prometheus_client import generate_latest
+
+    from kv2render.daemon.metrics import PrometheusRecorder
+
+    rec = PrometheusRecorder(stale_after=900)
+    h = folder_harness()
+    h.kw = {}
+    h.build()
+    h.daemon.metrics = rec
+    h.daemon.lister._on_listing = rec.listing
+    h.run(POLL, POLL, Do(lambda: h.store.put("secret/app/s1", pw="v2")), POLL)
+    text = generate_latest(rec.registry).decode()
+    assert 'kv2render_folder_listings_total{mount="secret",result="ok"} 3.0' in text
+    read_lines = [
+        line for line in text.splitlines() if line.startswith("kv2render_secret_reads_total{")
+    ]
+    counts = {line.split('path="')[1].split('"')[0]: float(line.split()[-1]) for line in read_lines}
+    assert counts == {"app/s0": 1.0, "app/s1": 2.0, "app/s2": 1.0, "app/s3": 1.0}
