@@ -17,6 +17,10 @@ What it models from the real server (measured, ../shared/reference/openbao-real.
 * a missing path or version is ``SecretNotFoundError``, a soft-deleted version
   ``SecretDeletedError``, a destroyed one ``SecretDestroyedError``, a path the token's policy
   does not cover ``AccessDeniedError`` (configured with :meth:`FakeSecretStore.deny`);
+* ``list_folder`` (issue 18) answers as ``HvacSecretStore.list_folder`` does on the real
+  server when built with ``listing=True`` (each watched key's current version, deleted or
+  destroyed as not plain, pages of ``listing.PAGE_LIMIT``); by default it answers NotOffered,
+  as a HashiCorp Vault server does, so that read-mode tests count reads as before;
 * login returns a ``TokenInfo`` for every token (root: ``ttl=None, renewable=False``); renewing
   a root or non-renewable token is refused with ``AuthError`` (the server answers 400 "lease is
   not renewable").
