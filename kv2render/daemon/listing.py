@@ -1,7 +1,8 @@
 """Change detection by folder listing: which due secrets need no read this poll (issue 18).
 
     Daemon._pass -> FolderLister.unchanged(store, due, cache, now) -> the secrets not to read
-                 -> FolderLister.after_reads(fetched)               (a listing that lied)
+                 -> FolderLister.after_reads(fetched, now, store)   (a listing that lied,
+                                                                     a token that was bad)
     Daemon.reload -> FolderLister.reset()                           (probe every folder again)
 
 For each folder with at least two due latest-version secrets, one ``detailed-metadata/``
@@ -52,6 +53,8 @@ class FolderLister:
         self._skip: dict[Folder, float] = {}  # folder -> when to probe it again
         self._told: set[Folder] = set()  # folders whose fallback was logged at INFO
         self._empty: dict[Folder, dict[str, SecretLocation]] = {}  # listed empty this pass
+        self._denied: set[Folder] = set()  # refused with a 403 this pass
+        self._token: object = None  # the store's token_info when this pass's listings began
         self._on_listing = on_listing or (lambda mount, result: None)
         self.listings = 0  # listing requests, all passes (tests, benchmarks)
 
@@ -68,7 +71,8 @@ class FolderLister:
         now: float,
     ) -> set[SecretLocation]:
         """The secrets of ``due`` a folder listing shows unchanged (not to be read)."""
-        self._empty = {}
+        self._empty, self._denied = {}, set()
+        self._token = getattr(store, "token_info", None)
         lister = getattr(store, "list_folder", None)
         if lister is None:
             return set()
@@ -101,6 +105,8 @@ class FolderLister:
             self.listings += 1
             self._on_listing(mount, "not_offered")
             self._refuse(key, where, got.reason, now)
+            if got.reason.startswith("403"):
+                self._denied.add(key)
             return got
         self.listings += got.requests
         self._on_listing(mount, "ok")
@@ -120,12 +126,18 @@ class FolderLister:
             RECHECK // 60,
         )
 
-    def after_reads(self, fetched: Fetched, now: float) -> None:
-        """A folder listed as empty whose secrets then read fine does not list what it holds
-        (a server answering 404 to a path it does not offer): treat it as not offered."""
+    def after_reads(self, fetched: Fetched, now: float, store: object = None) -> None:
+        """After the pass's reads. A folder listed as empty whose secrets then read fine does
+        not list what it holds (a server answering 404 to a path it does not offer): not
+        offered. A 403 on a listing while the token was bad (OpenBao answers a bare
+        "permission denied" to an expired or revoked token too; the reads logged in again)
+        says nothing of the policy: that folder is listed again at the next poll."""
         for key, members in self._empty.items():
             if any(isinstance(fetched.get(loc), SecretVersion) for loc in members.values()):
                 mount, folder = key
                 where = f"{mount}/detailed-metadata/{folder}"
                 self._refuse(key, where, "its answer omits existing secrets", now)
-        self._empty = {}
+        if self._denied and getattr(store, "token_info", None) is not self._token:
+            for key in self._denied:
+                self._skip.pop(key, None)
+        self._empty, self._denied = {}, set()

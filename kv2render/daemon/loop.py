@@ -243,7 +243,7 @@ class Daemon:
         if self.stop.is_set():
             return  # requests were cut short by the stop: no verdict on them
         now = self.clock()
-        self.lister.after_reads(fetched, now)
+        self.lister.after_reads(fetched, now, self.store)
         for loc in same:  # a listing is the poll of every secret it showed unchanged
             self._due[loc] = self._next_poll(loc, now, started)
         changed, errors = self._absorb(fetched, now, started)

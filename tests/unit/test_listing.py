@@ -299,3 +299,26 @@ def test_listing_counter_has_bounded_labels_and_reads_stay_truthful() -> None:
     ]
     counts = {line.split('path="')[1].split('"')[0]: float(line.split()[-1]) for line in read_lines}
     assert counts == {"app/s0": 1.0, "app/s1": 2.0, "app/s2": 1.0, "app/s3": 1.0}
+
+
+def test_a_403_while_the_token_was_bad_is_not_remembered() -> None:
+    """KV2-AC-503 KV2-INV-501: a listing refused with 403 in a pass whose reads had to log in
+    again (OpenBao's bare "permission denied" to an expired token) is listed again next poll."""
+    h = folder_harness()
+    h.run(POLL)
+    h.store.unlistable.add(("secret", "app/"))
+    h.store.put("secret/app/s0", pw="two")  # one secret to read in this pass
+    original = h.store.read
+
+    def relogin_once(location: SecretLocation) -> SecretVersion:
+        h.store.read = original  # type: ignore[method-assign]
+        h.store.login()  # what HvacSecretStore.read does on a 403 from a bad token
+        return original(location)
+
+    h.store.read = relogin_once  # type: ignore[method-assign]
+    h.run(POLL)
+    h.store.unlistable.clear()
+    before = reads(h)
+    h.run(POLL)
+    assert listings(h) == 3  # listed again at once, not an hour later
+    assert reads(h) == before  # and it showed every secret unchanged
