@@ -167,9 +167,11 @@ def write_config(
     interval: str | None = None,
     concurrency: int | None = None,
     metrics: str | None = None,
+    change_detection: str | None = None,
 ) -> Path:
     """A kv2render config: one ``contents`` template per (body, destination name);
-    ``metrics``: the metrics listener's HOST:PORT (issue 17), off when None.
+    ``metrics``: the metrics listener's HOST:PORT (issue 17), off when None;
+    ``change_detection``: ``template_config.change_detection`` (issue 18), default when None.
 
     Two references per template (user and password) to the same secret: the naive
     baseline reads twice, kv2render once (KV2-INV-072)."""
@@ -183,6 +185,8 @@ def write_config(
         tc["static_secret_render_interval"] = interval
     if concurrency is not None:
         tc["concurrency"] = concurrency
+    if change_detection is not None:
+        tc["change_detection"] = change_detection
     if tc:
         tree["template_config"] = tc
     if metrics is not None:

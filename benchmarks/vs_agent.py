@@ -502,12 +502,20 @@ class VsAgent:
                 for e in entries
                 if e.get("request", {}).get("path", "").startswith("secret/data/")
             ]
+            # Issue 18: kv2render's change detection lists a folder's versions in one request
+            # (secret/detailed-metadata/<folder>/) and reads only what changed.
+            listings = [
+                e
+                for e in entries
+                if e.get("request", {}).get("path", "").startswith("secret/detailed-metadata/")
+            ]
             figures[tool] = {
                 "cpu_s": cpu,
                 "rss_mb": rss,
                 "requests": float(len(entries)),
                 "reads": float(len(reads)),
-                "interval": _effective_interval(reads, self.paths),
+                "listings": float(len(listings)),
+                "interval": _effective_interval(reads + listings, self.paths),
             }
         a, k = figures["agent"], figures["kv2render"]
         per_minute = 60.0 / self.s.poll_window
@@ -518,6 +526,10 @@ class VsAgent:
             poll_kv2render_rss_mb=round(k["rss_mb"], 1),
             poll_agent_requests_per_min=round(a["requests"] * per_minute),
             poll_kv2render_requests_per_min=round(k["requests"] * per_minute),
+            poll_agent_listings_per_min=round(a["listings"] * per_minute),
+            poll_kv2render_listings_per_min=round(k["listings"] * per_minute),
+            poll_agent_reads_per_min=round(a["reads"] * per_minute),
+            poll_kv2render_reads_per_min=round(k["reads"] * per_minute),
             poll_agent_interval_s=round(a["interval"], 3),
             poll_kv2render_interval_s=round(k["interval"], 3),
         )
@@ -570,14 +582,20 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _effective_interval(reads: list[dict[str, Any]], paths: list[str]) -> float:
-    """Mean gap between successive reads of the same secret, over every secret."""
+def _effective_interval(checks: list[dict[str, Any]], paths: list[str]) -> float:
+    """Mean gap between successive checks of the same secret, over every secret: a data read
+    of it, or a listing of its folder (``secret/detailed-metadata/<folder>/``, which tells
+    its current version, issue 18). A read right after a listing of the same poll (the
+    listing showed a change) is the same check: checks closer than 0.25 s are one."""
     gaps: list[float] = []
     for path in paths:
-        times = sorted(_ts(e) for e in reads if e["request"]["path"] == f"secret/data/{path}")
-        gaps += [b - a for a, b in zip(times, times[1:], strict=False)]
+        folder = path.rpartition("/")[0]
+        own = {f"secret/data/{path}", f"secret/detailed-metadata/{folder}/".replace("//", "/")}
+        times = sorted(_ts(e) for e in checks if e["request"]["path"] in own)
+        merged = [t for i, t in enumerate(times) if i == 0 or t - times[i - 1] >= 0.25]
+        gaps += [b - a for a, b in zip(merged, merged[1:], strict=False)]
     if not gaps:
-        raise RuntimeError("no repeated reads in the window: the window is too short")
+        raise RuntimeError("no repeated checks in the window: the window is too short")
     return sum(gaps) / len(gaps)
 
 

@@ -17,6 +17,10 @@ What it models from the real server (measured, ../shared/reference/openbao-real.
 * a missing path or version is ``SecretNotFoundError``, a soft-deleted version
   ``SecretDeletedError``, a destroyed one ``SecretDestroyedError``, a path the token's policy
   does not cover ``AccessDeniedError`` (configured with :meth:`FakeSecretStore.deny`);
+* ``list_folder`` (issue 18) answers as ``HvacSecretStore.list_folder`` does on the real
+  server when built with ``listing=True`` (each watched key's current version, deleted or
+  destroyed as not plain, pages of ``listing.PAGE_LIMIT``); by default it answers NotOffered,
+  as a HashiCorp Vault server does, so that read-mode tests count reads as before;
 * login returns a ``TokenInfo`` for every token (root: ``ttl=None, renewable=False``); renewing
   a root or non-renewable token is refused with ``AuthError`` (the server answers 400 "lease is
   not renewable").
@@ -44,6 +48,7 @@ from kv2render.errors import (
 )
 from kv2render.model import SecretVersion, TokenInfo
 from kv2render.refs import SecretLocation
+from kv2render.store import listing
 
 __all__ = [
     "FakeAuthenticator",
@@ -137,6 +142,7 @@ class FakeSecretStore:
         *,
         ttl: float | None = None,
         renewable: bool = False,
+        listing: bool = False,
     ) -> None:
         self.clock: Any = clock if clock is not None else FakeClock()
         self.lock = threading.Lock()  # the runner reads from a thread pool
@@ -144,6 +150,14 @@ class FakeSecretStore:
         self.reads: dict[SecretLocation, int] = {}
         self.fail: dict[SecretLocation | None, Kv2RenderError] = {}  # None: every read
         self.denied: set[tuple[str, str]] = set()
+        # Folder listings (issue 18). ``listing`` False: the server does not offer them, as
+        # HashiCorp Vault (404 unsupported path), so a test of read mode counts reads as
+        # before; True: as the real OpenBao server. `unlistable` folders ((mount, folder))
+        # answer NotOffered as a policy without `list` would (403).
+        self.listing_refused: str | None = None if listing else "404 unsupported path"
+        self.unlistable: set[tuple[str, str]] = set()
+        self.listings: dict[tuple[str, str], int] = {}
+        self.list_fail: Kv2RenderError | None = None
         self.logins = 0
         self.renewals = 0
         self.login_errors: list[Kv2RenderError] = []
@@ -249,6 +263,44 @@ class FakeSecretStore:
                 "version": jsonnum.JsonInt(str(number)),
             }
             return SecretVersion(location, number, jsonnum.loads(stored.body), metadata)
+
+    def list_folder(
+        self, mount: str, folder: str, names: Any, *, max_requests: int
+    ) -> listing.FolderVersions | listing.NotOffered:
+        """What HvacSecretStore.list_folder answers, from the versions in memory: the
+        watched names' current versions, pages of listing.PAGE_LIMIT keys from just before the
+        first watched name (KV2-INV-502)."""
+        with self.lock:
+            self.listings[(mount, folder)] = self.listings.get((mount, folder), 0) + 1
+            if self.list_fail is not None:
+                raise self.list_fail
+            if self.listing_refused is not None:
+                return listing.NotOffered(self.listing_refused)
+            if (mount, folder) in self.unlistable:
+                return listing.NotOffered("403 permission denied")
+            keys: set[str] = set()
+            states: dict[str, listing.KeyState] = {}
+            for (m, path), versions in self.data.items():
+                if m != mount or not path.startswith(folder) or not versions:
+                    continue
+                rest = path[len(folder) :]
+                head, sep, _ = rest.partition("/")
+                keys.add(head + sep)
+                if not sep and rest in names:
+                    top = versions[-1]
+                    states[rest] = listing.KeyState(
+                        len(versions), not top.deleted and not top.destroyed
+                    )
+        after = listing.page_after(names) or ""
+        ordered = sorted(k for k in keys if k > after)
+        last = max(names)
+        pages = 1
+        while len(ordered) > listing.PAGE_LIMIT and ordered[listing.PAGE_LIMIT - 1] < last:
+            ordered = ordered[listing.PAGE_LIMIT :]
+            pages += 1
+            if pages > max_requests:
+                return listing.NotOffered("it holds too many keys to list")
+        return listing.FolderVersions(states, pages)
 
     def close(self) -> None:
         self.closed = True

@@ -100,6 +100,9 @@ class TemplateConfig:
     # Wall-clock budget of one render (KV2-INV-367): 10x the step budget's second of work,
     # far above any real secret file (milliseconds), far below a poll interval.
     render_timeout: float = 10.0
+    # Issue 18 (KV2-INV-500): "auto" lists a folder's versions when the server offers it and
+    # reads only what changed; "read" reads every due secret, as Vault Agent does.
+    change_detection: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,7 @@ def describe(config: Config) -> dict[str, Any]:
             "max_output_bytes": config.template_config.max_output_bytes,
             "concurrency": config.template_config.concurrency,
             "render_timeout": config.template_config.render_timeout,
+            "change_detection": config.template_config.change_detection,
         },
         "templates": [_describe_template(spec) for spec in config.templates],
         "status_file": _opt_str(config.status_file),

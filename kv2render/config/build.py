@@ -76,7 +76,9 @@ _TEMPLATE_CONFIG_KEYS = (
     "max_output_bytes",
     "concurrency",
     "render_timeout",
+    "change_detection",
 )
+CHANGE_DETECTION = ("auto", "read")  # template_config.change_detection (KV2-FC-500)
 _TEMPLATE_KEYS = (
     "source",
     "contents",
@@ -302,12 +304,20 @@ def _template_config(sec: Section) -> TemplateConfig:
     max_bytes = sec.opt("max_output_bytes", as_int, minimum=1)
     concurrency = sec.opt("concurrency", as_int, minimum=1)
     render_timeout = sec.opt("render_timeout", parse_duration)
+    detection = sec.opt("change_detection", as_str)
+    if detection is not None and detection not in CHANGE_DETECTION:
+        raise ConfigError(
+            f"must be one of {', '.join(CHANGE_DETECTION)}, got {detection!r}",
+            where=sec.at("change_detection"),
+            hint="auto lists a folder's versions when the server allows it; read reads each one",
+        )
     return TemplateConfig(
         static_secret_render_interval=interval or default.static_secret_render_interval,
         exit_on_retry_failure=bool(sec.opt("exit_on_retry_failure", as_bool)),
         max_output_bytes=max_bytes or default.max_output_bytes,
         concurrency=concurrency or default.concurrency,
         render_timeout=render_timeout or default.render_timeout,
+        change_detection=detection or default.change_detection,
     )
 
 

@@ -37,6 +37,7 @@ from kv2render import runner
 from kv2render.config import Config
 from kv2render.daemon import polling
 from kv2render.daemon import reload as reloading
+from kv2render.daemon.listing import FolderLister
 from kv2render.daemon.metrics import NullRecorder
 from kv2render.daemon.notify import Notifier
 from kv2render.daemon.polling import Fetched
@@ -108,6 +109,8 @@ class Daemon:
         self._cache: dict[SecretLocation, SecretVersion] = {}
         self._due: dict[SecretLocation, float] = {}
         self.store: DaemonStore = store_factory(cfg)
+        # Issue 18: one folder listing instead of a read per unchanged secret (KV2-INV-500).
+        self.lister = FolderLister(on_listing=self.metrics.listing)
         self.token = TokenLifecycle(
             cfg, self.store, clock=clock, wall=wall, rng=self.rng, stop=stop, metrics=self.metrics
         )
@@ -233,12 +236,16 @@ class Daemon:
         # Each secret's next poll counts from when this pass started, not from when its reads
         # finished, so the interval holds whatever a pass costs (KV2-INV-165: no drift).
         started = now
+        same = self._listed_unchanged(need, due_templates, now)
         fetched = runner.read_secrets(
-            self.store, need, concurrency=self.cfg.template_config.concurrency
+            self.store, need - same, concurrency=self.cfg.template_config.concurrency
         )
         if self.stop.is_set():
             return  # requests were cut short by the stop: no verdict on them
         now = self.clock()
+        self.lister.after_reads(fetched, now, self.store)
+        for loc in same:  # a listing is the poll of every secret it showed unchanged
+            self._due[loc] = self._next_poll(loc, now, started)
         changed, errors = self._absorb(fetched, now, started)
         self.metrics.reads(fetched)
         if not errors:
@@ -263,13 +270,41 @@ class Daemon:
         self.passes += 1
         unchanged = len(fetched) - len(changed) - len(errors)
         log.debug(
-            "poll: %s read, %s, %d unchanged, %d failed",
+            "poll: %s read, %s, %d unchanged, %d failed, %d unchanged by listing",
             count(len(fetched), "secret"),
             count(len(changed), "new version"),
             unchanged,
             len(errors),
+            len(same),
         )
         self._after_pass()
+
+    def _listed_unchanged(
+        self, need: set[SecretLocation], due_templates: list[TemplateState], now: float
+    ) -> set[SecretLocation]:
+        """The due secrets a folder listing shows unchanged: no read (KV2-INV-500). Only
+        cached latest versions that are due by time; a template that renders this pass or
+        is failing reads all its secrets, exactly as in read mode (KV2-INV-162)."""
+        if self.cfg.template_config.change_detection != "auto":
+            return set()
+        busy = {loc for t in self.templates if t.error is not None for loc in t.locations}
+        busy |= {loc for t in due_templates for loc in t.locations}
+        due = {
+            loc
+            for loc in need
+            if loc.version is None and loc in self._cache and loc in self._due and loc not in busy
+        }
+        return self.lister.unchanged(self.store, due, self._cache, now) if due else set()
+
+    def _next_poll(self, loc: SecretLocation, now: float, started: float) -> float:
+        return polling.next_poll(
+            self._due,
+            loc,
+            base=started,
+            now=now,
+            interval_of=self._loc_interval,
+            jitter=self._jitter,
+        )
 
     def _readable(self, t: TemplateState, ok: set[SecretLocation]) -> bool:
         return all(
@@ -279,14 +314,7 @@ class Daemon:
     def _absorb(self, fetched: Fetched, now: float, started: float) -> polling.Outcome:
         for loc in fetched:
             if loc.version is None:
-                self._due[loc] = polling.next_poll(
-                    self._due,
-                    loc,
-                    base=started,
-                    now=now,
-                    interval_of=self._loc_interval,
-                    jitter=self._jitter,
-                )
+                self._due[loc] = self._next_poll(loc, now, started)
         return polling.absorb(self._cache, fetched)
 
     def _render(
@@ -444,6 +472,7 @@ class Daemon:
             self.report.status_file = StatusFile(new.status_file)
         self.templates = [TemplateState(item) for item in prepared]
         self._due = {loc: t for loc, t in self._due.items() if loc in self._locations()}
+        self.lister.reset()  # KV2-INV-501: a reload probes every folder's listing again
         log.info("%s: config reloaded (%s)", reason, count(len(self.templates), "template"))
         self.report.notifier.status(f"config reloaded ({reason})")
         self._watch()

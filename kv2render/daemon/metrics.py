@@ -65,6 +65,9 @@ class NullRecorder:
     def poll(self, seconds: float, ok: bool, wall: float) -> None:
         """One poll took ``seconds``; ``ok``: every read succeeded."""
 
+    def listing(self, mount: str, result: str) -> None:
+        """One folder listing (issue 18): ``ok``, ``not_offered`` or ``failed``."""
+
     def render(self, result: RenderResult, wall: float) -> None:
         """One template's render result."""
 
@@ -161,6 +164,13 @@ class PrometheusRecorder(NullRecorder):
             (*sec, "error"),
             registry=reg,
         )
+        # Issue 18: bounded labels only, the mount and one of three results (KV2-NFR-500).
+        self.listings = Counter(
+            "kv2render_folder_listings_total",
+            "Folder listings that replaced secret reads, by result: ok, not_offered or failed",
+            ("mount", "result"),
+            registry=reg,
+        )
         self.poll_seconds = Histogram(
             "kv2render_poll_duration_seconds",
             "Wall time of one poll (all its reads)",
@@ -244,6 +254,9 @@ class PrometheusRecorder(NullRecorder):
                 self.version.labels(mount, path).set(got.version)
             else:
                 self.read_errors.labels(mount, path, type(got).__name__).inc()
+
+    def listing(self, mount: str, result: str) -> None:
+        self.listings.labels(mount, result).inc()
 
     def poll(self, seconds: float, ok: bool, wall: float) -> None:
         self.poll_seconds.observe(max(0.0, seconds))

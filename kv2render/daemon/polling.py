@@ -3,6 +3,8 @@
     runner.read_secrets -> absorb(cache, fetched) -> (new versions, errors); cache updated
     each latest-version secret -> next_poll(...) -> its next read time (KV2-INV-165)
     a failed template -> retry_delay(...) -> its restart backoff (KV2-FC-161, KV2-FC-163)
+    due secrets -> by_folder(...) -> one listing per folder -> unchanged(...) -> not read
+                   (issue 18, KV2-INV-500; the listing itself: daemon/listing.py)
 
 The loop (:mod:`kv2render.daemon.loop`) owns the cache and the due times; these functions
 hold the rules, so polling bugs are fixed here and tested through the loop's scripted
@@ -13,18 +15,20 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 
 from kv2render.errors import AccessDeniedError, BadResponseError, Kv2RenderError
 from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation
 from kv2render.store.backoff import backoff
+from kv2render.store.listing import FolderVersions
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_BACKOFF = (1.0, 300.0)  # KV2-FC-161: a failed template's restart backoff
 
 Fetched = Mapping[SecretLocation, SecretVersion | Kv2RenderError]
+Folder = tuple[str, str]  # (mount, folder): the folder ends in "/" or is "" (the mount's root)
 Outcome = tuple[set[SecretLocation], dict[SecretLocation, Kv2RenderError]]
 
 
@@ -90,3 +94,35 @@ def retry_delay(
         rng=rng,
         retry_after=err.retry_after,
     )
+
+
+def by_folder(locations: Iterable[SecretLocation]) -> dict[Folder, dict[str, SecretLocation]]:
+    """Latest-version locations grouped by folder: {(mount, folder): {name: location}}.
+
+    A location whose path was computed from a secret value is left out (KV2-INV-497): its
+    folder would name the value in a log line, so it is read as before."""
+    groups: dict[Folder, dict[str, SecretLocation]] = {}
+    for loc in locations:
+        if loc.version is not None or (loc.shown_mount, loc.shown_path) != (loc.mount, loc.path):
+            continue
+        head, sep, name = loc.path.rpartition("/")
+        groups.setdefault((loc.mount, head + sep), {})[name] = loc
+    return groups
+
+
+def unchanged(
+    listing: FolderVersions,
+    members: Mapping[str, SecretLocation],
+    cache: Mapping[SecretLocation, SecretVersion],
+) -> set[SecretLocation]:
+    """The members a folder listing shows unchanged: present, current version equal to the
+    cached one, and that version neither deleted nor destroyed (KV2-INV-500). A KV2 version's
+    data never changes, so these need no read; every other member is read as in read mode."""
+    same: set[SecretLocation] = set()
+    for name, loc in members.items():
+        state = listing.keys.get(name)
+        cached = cache.get(loc)
+        if state is not None and state.plain and cached is not None:
+            if state.current_version == cached.version:
+                same.add(loc)
+    return same

@@ -28,7 +28,11 @@ from kv2render.store.auth import Authenticator
 
 
 class DaemonStore(Protocol):
-    """SecretStore plus the token lifecycle (vault.HvacSecretStore; FakeSecretStore in tests)."""
+    """SecretStore plus the token lifecycle (vault.HvacSecretStore; FakeSecretStore in tests).
+
+    A store that also has ``list_folder`` (store.client.ListingStore) lets the loop check a
+    folder's secrets with one listing (daemon/listing.py, KV2-INV-500); without it, every due
+    secret is read."""
 
     def read(self, location: SecretLocation) -> SecretVersion: ...
 

@@ -78,11 +78,11 @@ def _merge(items: list[Any], where: str, merged: dict[str, Any]) -> None:
             raise ApiError(400, _unconvertible("data", _MAP, item, here))
 
 
-def version_error() -> ApiError:
-    """A ``?version=`` query that is not an integer."""
+def version_error(name: str = "version") -> ApiError:
+    """A ``?version=`` (or ``?limit=``) query that is not an integer."""
     return ApiError(
         400,
-        "Field validation failed: error converting input for field \"version\": '' cannot "
+        f"Field validation failed: error converting input for field \"{name}\": '' cannot "
         "parse value as 'int': strconv.ParseInt: invalid syntax",
     )
 

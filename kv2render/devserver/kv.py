@@ -325,6 +325,23 @@ class KvV2:
             raise ApiError(404)  # empty list -> 404 {"errors":[]} (§2.4)
         return sorted(found)
 
+    def list_detailed(self, prefix: str, after: str, limit: int) -> dict[str, Any]:
+        """OpenBao's ``detailed-metadata/`` listing (measured on 2.7, KV2-AC-504): the keys
+        after ``after`` (exclusive), ``limit`` of them (<= 0: all), and ``key_info`` with each
+        key's metadata (``{}`` for a folder); nothing left -> 404 {"errors":[]}."""
+        names = [name for name in self.list(prefix) if not after or name > after]
+        if limit > 0:
+            names = names[:limit]
+        if not names:
+            raise ApiError(404)
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        info = {
+            name: {} if name.endswith("/") else self.read_metadata(prefix + name, openbao=True)
+            for name in names
+        }
+        return {"keys": names, "key_info": info}
+
     # -- config ------------------------------------------------------------------------
 
     def read_config(self) -> dict[str, Any]:

@@ -219,6 +219,8 @@ class Router:
             return self._kv2_metadata(req, token, mount, name, acl_path)
         if first in ("delete", "undelete", "destroy"):
             return self._kv2_versions(req, token, mount, first, name, acl_path)
+        if first == "detailed-metadata" and self.state.flavor == OPENBAO:
+            return self._kv2_detailed(req, token, mount, name, acl_path)
         if first == "config" and name == "":
             return self._kv2_config(req, token, mount, acl_path)
         if first == "subkeys" and op == "read":
@@ -349,6 +351,22 @@ class Router:
             mount.delete_metadata(name)
             return self.wire.no_content()
         raise self._unsupported()
+
+    def _kv2_detailed(
+        self, req: Request, token: Token, mount: KvV2, name: str, acl_path: str
+    ) -> Reply:
+        """OpenBao's listing with each key's metadata (issue 18, KV2-AC-504); the vault and
+        ovh flavours never get here: theirs is the invalid-path 404 of a server without it."""
+        self.require(token, acl_path, self.caps_for(req.op, exists=True))
+        if req.op != "list":
+            raise self._unsupported()  # measured: 405 "unsupported operation"
+        raw = req.qparam("limit")
+        try:
+            limit = int(raw) if raw else 0
+        except ValueError as exc:
+            raise gofields.version_error("limit") from exc
+        data = mount.list_detailed(name, req.qparam("after") or "", limit)
+        return self.wire.ok(data, mount_type="kv")
 
     # -- ovh ----------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@
       ├── one requests.Session, pooled, TLS from one SSLContext   (transport.py)
       ├── hvac RawAdapter + KvV2 / Token API classes              (no env look-ups)
       ├── read(location) -> SecretVersion   retries TransientError, one re-login on 403
+      ├── list_folder(...) -> FolderVersions | NotOffered   a folder's versions (listing.py)
       └── login / ensure_token / renew / lookup_self             token lifecycle for loop.py
 
 hvac is used with ``RawAdapter(ignore_exceptions=True)``: hvac builds the URL (base
@@ -24,7 +25,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kv2render.config import Config, VaultSettings
@@ -38,7 +40,7 @@ from kv2render.errors import (
 )
 from kv2render.model import SecretVersion, TokenInfo
 from kv2render.refs import SecretLocation
-from kv2render.store import network, responses, transport
+from kv2render.store import listing, network, responses, transport
 from kv2render.store.auth import Authenticator, build_authenticator
 from kv2render.store.backoff import READ_BASE, READ_CAP, pause
 from kv2render.store.login import StoreLoginTransport, token_info
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
     import requests
     from hvac.adapters import RawAdapter
 
-__all__ = ["HvacSecretStore", "SecretStore", "SessionStore", "open_store"]
+__all__ = ["HvacSecretStore", "ListingStore", "SecretStore", "SessionStore", "open_store"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,17 @@ class SecretStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class ListingStore(SecretStore, Protocol):
+    """A SecretStore that can also tell a folder's current versions in few requests."""
+
+    def list_folder(
+        self, mount: str, folder: str, names: Collection[str], *, max_requests: int
+    ) -> listing.FolderVersions | listing.NotOffered:
+        """The states of ``names`` (keys of ``mount/folder``) in at most ``max_requests``
+        requests, or NotOffered; other failures raise, as a read's would."""
+        ...
 
 
 class SessionStore(SecretStore, Protocol):
@@ -293,6 +306,54 @@ class HvacSecretStore:
         return responses.secret_version(
             where, location, responses.ok_json(where, resp, login=False)
         )
+
+    def list_folder(
+        self, mount: str, folder: str, names: Collection[str], *, max_requests: int
+    ) -> listing.FolderVersions | listing.NotOffered:
+        """GET <mount>/detailed-metadata/<folder>?list=true, page by page (KV2-INV-502).
+
+        404 with no error text is an empty folder (OpenBao's answer, kv2-wire.md §2.4); a 404
+        with text ("unsupported path", no such mount), 405, 400 and a policy's 403 are
+        NotOffered (KV2-INV-501). Transient failures are retried like a read's."""
+        where = f"{mount}/detailed-metadata/{folder}"
+        self.ensure_token()
+        watched = frozenset(names)
+        after = listing.page_after(watched)
+        last = max(watched)
+        states: dict[str, listing.KeyState] = {}
+        for page in range(1, max_requests + 1):
+            got = self._retries.run(where, partial(self._list_page, where, mount, folder, after))
+            if isinstance(got, listing.NotOffered):
+                return got
+            if got is None:  # empty (or nothing from `after` on)
+                return listing.FolderVersions(states, page)
+            keys, found = listing.parse_page(where, got, watched)
+            states.update(found)
+            if len(keys) < listing.PAGE_LIMIT or not keys or keys[-1] >= last:
+                return listing.FolderVersions(states, page)
+            after = keys[-1]
+        return listing.NotOffered(
+            f"it holds too many keys to list in fewer requests than reading {len(watched)} secrets"
+        )
+
+    def _list_page(
+        self, where: str, mount: str, folder: str, after: str | None
+    ) -> Mapping[str, Any] | listing.NotOffered | None:
+        from hvac.utils import format_url
+
+        self._refresh_header()
+        params: dict[str, str | int] = {"list": "true", "limit": listing.PAGE_LIMIT}
+        if after is not None:
+            params["after"] = after
+        url = format_url("/v1/{}/detailed-metadata/{}", mount, folder)
+        resp = self.send(where, lambda: self._adapter.get(url, params=params), login=False)
+        status = resp.status_code
+        if status == 200:
+            return responses.ok_json(where, resp, login=False)
+        answer = listing.refusal(status, *responses.json_body(resp))
+        if answer is False:
+            raise self.status_error(where, resp, location=SecretLocation(mount, folder))
+        return answer
 
     def _refresh_header(self) -> None:
         headers = self._auth.header()

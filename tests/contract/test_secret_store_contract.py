@@ -22,7 +22,9 @@ Contract properties (each case cites its rule):
   4; a write makes the version number grow; each read is a fresh copy; login -> TokenInfo (a
   TTL token: its ttl, renewable; root: no expiry, not renewable); token_info is the login's
   answer; renew extends a renewable token's expiry and refuses root with AuthError (exit 3);
-  close twice is fine.
+  close twice is fine; list_folder -> the watched names' current versions (deleted or
+  destroyed: not plain; absent: not in the folder), an empty folder has none, a policy
+  without ``list`` is NotOffered (KV2-AC-507).
 """
 
 from __future__ import annotations
@@ -111,13 +113,15 @@ class FakeBackend:
     def store(self, token: str) -> DaemonStore:
         # One data set, many clients: each store shares the written versions (as several
         # clients of one server do) and has its own token.
-        store = FakeSecretStore(self.clock)
+        # listing=True: the contract's servers offer folder listings (OpenBao, issue 18).
+        store = FakeSecretStore(self.clock, listing=True)
         store.data = self._shared.data
         store.lock = self._shared.lock
         if token == "ttl":
             store.ttl, store.renewable = float(TTL), True
         if token == "limited":
             store.denied = self._shared.denied
+            store.listing_refused = "403 permission denied"  # a policy without `list`
         return store
 
     def limit(self, allowed: str, denied: str) -> None:
@@ -511,3 +515,70 @@ def test_close_is_idempotent(backend: Backend) -> None:
     store = backend.store("root")
     store.close()
     store.close()
+
+
+# -- folder listings (issue 18) ---------------------------------------------------------------
+
+
+def _folder(backend: Backend) -> tuple[str, str]:
+    where = loc(backend, "lst/x")
+    return where.mount, where.path.rpartition("/")[0] + "/"
+
+
+def test_list_folder_tells_each_watched_current_version(
+    backend: Backend, store: DaemonStore
+) -> None:
+    """KV2-AC-507 KV2-INV-500: one request tells each watched key's current version and
+    whether it is plainly readable; a name not in the folder is absent."""
+    from kv2render.store.listing import FolderVersions, KeyState
+
+    backend.put("lst/x", {"k": "1"})
+    backend.put("lst/x", {"k": "2"})
+    backend.put("lst/y", {"k": "1"})
+    backend.put("lst/z", {"k": "s3ntinel-listed"})
+    backend.delete_latest("lst/z")
+    backend.put("lst/w", {"k": "1"})
+    backend.destroy("lst/w", 1)
+    backend.put("lst/sub/deep", {"k": "1"})
+    mount, folder = _folder(backend)
+    names = ["x", "y", "z", "w", "missing"]
+    got = store.list_folder(mount, folder, names, max_requests=4)  # type: ignore[attr-defined]
+    assert got == FolderVersions(
+        {
+            "x": KeyState(2, True),
+            "y": KeyState(1, True),
+            "z": KeyState(1, False),
+            "w": KeyState(1, False),
+        },
+        1,
+    )
+    assert "s3ntinel" not in repr(got)
+
+
+def test_list_folder_of_an_empty_folder_has_no_keys(backend: Backend, store: DaemonStore) -> None:
+    """KV2-AC-507 KV2-INV-501: an empty folder (404 with no error text) is not a refusal."""
+    from kv2render.store.listing import FolderVersions
+
+    mount, folder = _folder(backend)
+    got = store.list_folder(  # type: ignore[attr-defined]
+        mount, folder.replace("lst/", "nothing-here/"), ["a", "b"], max_requests=1
+    )
+    assert got == FolderVersions({}, 1)
+
+
+def test_list_folder_without_list_in_the_policy_is_not_offered(backend: Backend) -> None:
+    """KV2-AC-507 KV2-INV-501: a token whose policy grants ``read`` on data paths only gets
+    NotOffered (403 permission denied), not an error."""
+    from kv2render.store.listing import NotOffered
+
+    backend.put("lst/allowed", {"k": "yes"})
+    backend.limit("lst/allowed", "lst/other")
+    limited = backend.store("limited")
+    try:
+        mount, folder = _folder(backend)
+        got = limited.list_folder(  # type: ignore[attr-defined]
+            mount, folder, ["allowed", "other"], max_requests=1
+        )
+    finally:
+        limited.close()
+    assert isinstance(got, NotOffered) and got.reason.startswith("403 permission denied")

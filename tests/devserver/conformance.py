@@ -270,6 +270,47 @@ SCRIPT: tuple[Step, ...] = (
     _kv("LIST the mount root", "LIST", "secret/metadata/", values=("data.keys",)),
     _kv("LIST an empty prefix", "LIST", "secret/metadata/conf-nothing-here"),
     _kv("LIST on data/", "LIST", "secret/data/conf"),
+    # ---- detailed-metadata listing (issue 18, KV2-AC-504): keys + each key's metadata
+    _kv(
+        "detailed-metadata GET ?list=true",
+        "GET",
+        "secret/detailed-metadata/conf/?list=true",
+        values=("data.keys",),
+    ),
+    _kv(
+        "detailed-metadata LIST verb",
+        "LIST",
+        "secret/detailed-metadata/conf",
+        values=("data.keys",),
+    ),
+    _kv(
+        "detailed-metadata one page",
+        "GET",
+        "secret/detailed-metadata/conf/?list=true&limit=1",
+        values=("data.keys",),
+    ),
+    _kv(
+        "detailed-metadata after a key",
+        "GET",
+        "secret/detailed-metadata/conf/?list=true&limit=2&after=app",
+        values=("data.keys",),
+    ),
+    _kv(
+        "detailed-metadata after the last key",
+        "GET",
+        "secret/detailed-metadata/conf/?list=true&after=zzz",
+    ),
+    _kv(
+        "detailed-metadata of an empty folder",
+        "GET",
+        "secret/detailed-metadata/conf-nothing-here/?list=true",
+    ),
+    _kv("detailed-metadata read", "GET", "secret/detailed-metadata/conf/app"),
+    _kv(
+        "detailed-metadata with a bad limit",
+        "GET",
+        "secret/detailed-metadata/conf/?list=true&limit=abc",
+    ),
     # ---- metadata delete
     _kv("metadata delete", "DELETE", "secret/metadata/conf/cas-new"),
     _kv("read after metadata delete", "GET", "secret/data/conf/cas-new"),
@@ -411,6 +452,12 @@ SCRIPT: tuple[Step, ...] = (
         token="$approle",
     ),
     _kv("LIST allowed by policy", "LIST", "secret/metadata/conf/", token="$approle"),
+    _kv(
+        "detailed-metadata without list in the policy",
+        "GET",
+        "secret/detailed-metadata/conf/?list=true",
+        token="$approle",
+    ),
     _kv("read allowed for userpass", "GET", "secret/data/conf/app", token="$userpass"),
     _kv("read allowed for jwt", "GET", "secret/data/conf/app", token="$jwt_token"),
     # ---- auth/token

@@ -47,7 +47,8 @@ def test_openbao_flavour_answers_like_the_real_server(measured: list[conf.Outcom
     and named values from DevServer(flavor="openbao") as from `bao server -dev`, apart from the
     KNOWN differences (each listed in docs/dev-server.md with its reason). KV2-AC-341 KV2-FC-340:
     a known difference that no longer occurs fails too, so the list cannot go stale. The script
-    also holds the measured answers of KV2-AC-342, KV2-INV-340 and KV2-INV-341."""
+    also holds the measured answers of KV2-AC-342, KV2-INV-340 and KV2-INV-341, and of
+    KV2-AC-504 (the detailed-metadata listing, issue 18)."""
     result = conf.summary(measured)
     print(json.dumps(result, indent=2, sort_keys=True))
     assert not result["unexpected"], json.dumps(result["unexpected"], indent=2)

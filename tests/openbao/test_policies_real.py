@@ -88,6 +88,10 @@ def test_the_docs_state_the_same_policies() -> None:
     """KV2-AC-324: both target docs carry the read policy and the token-self policy, the same
     text in each (one ACL language), and the read policy grants only ``read`` on the data path."""
     openbao, vault = doc_policies("openbao"), doc_policies("vault")
+    # KV2-AC-502: openbao.md adds the optional listing grant (Vault has no such path).
+    listing = openbao.pop("myapp-list.hcl")
+    assert re.findall(r'path "([^"]+)"', listing) == ["secret/detailed-metadata/myapp/*"]
+    assert re.findall(r"capabilities = \[(.*)\]", listing) == ['"list"']
     assert set(openbao) == set(vault) == {"myapp-read.hcl", "token-self.hcl"}
     assert openbao == vault
     read = openbao["myapp-read.hcl"]
@@ -284,3 +288,29 @@ def test_without_renew_self_the_daemon_reports_the_refused_renewal(
     assert_rendered(dest, password)
     assert_one_line_errors(log)
     assert_no_leak(log, password, token)
+
+
+def test_the_optional_list_grant_lets_the_daemon_list_the_folder(
+    seeded: tuple[BaoServer, str], workdir: Path
+) -> None:
+    """KV2-AC-502 KV2-INV-500: with openbao.md's optional ``myapp-list.hcl`` beside
+    ``myapp-read.hcl``, the store lists the doc's folder instead of being refused."""
+    from kv2render.config import load
+    from kv2render.store.client import open_store
+    from kv2render.store.listing import FolderVersions, KeyState
+    from tests.daemon.conftest import write_yaml
+
+    server, _password = seeded
+    policies = doc_policies("openbao")
+    token = _token(
+        server,
+        {"myapp-read": policies["myapp-read.hcl"], "myapp-list": policies["myapp-list.hcl"]},
+        no_default_policy=False,
+    )
+    tree = config(server, workdir, [ref_template(DOC_REF, workdir / "out")], token=token)
+    store = open_store(load(write_yaml(workdir / "kv2render.yaml", tree)))
+    try:
+        got = store.list_folder("secret", "myapp/", ["db", "other"], max_requests=1)
+    finally:
+        store.close()
+    assert got == FolderVersions({"db": KeyState(1, True)}, 1)
