@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kv2render.config.listener import metrics_listener
-from kv2render.config.supervise import agent_defaults
 from kv2render.config.values import Section, denylist_alias, kind_of
 from kv2render.errors import ConfigError
 
@@ -196,10 +195,18 @@ def normalize(tree: Mapping[str, Any], path: Path, *, reason: str | None = None)
             continue  # config_build reports the bad entry with its position
         _normalize_template(item, f"template[{index}]", found)
     # Process-supervisor mode (KV2-INV-472): env templates get the agent's defaults too.
+    # config.supervise (and signal) load only for a config that has them (KV2-NFR-520).
+    if "env_template" in out or "exec" in out:
+        _supervisor_defaults(out, found)
+    return AgentTree(out, _notices(path, reason, found), tuple(found.changes))
+
+
+def _supervisor_defaults(out: dict[str, Any], found: _Found) -> None:
+    from kv2render.config.supervise import agent_defaults
+
     for where in agent_defaults(out):
         found.lenient.append(where)
         found.changes.append((f"{where}.error_on_missing_key", "false, Vault Agent's default"))
-    return AgentTree(out, _notices(path, reason, found), tuple(found.changes))
 
 
 @dataclass
