@@ -36,9 +36,8 @@ from typing import TypeVar, cast
 from kv2render.config import TemplateSpec
 from kv2render.errors import Kv2RenderError, RenderError, SecretsMissing
 from kv2render.logsetup import count
+from kv2render.model import CommandResult as CommandResult
 from kv2render.model import SecretVersion
-from kv2render.output import commands
-from kv2render.output.commands import CommandResult as CommandResult
 from kv2render.refs import SecretLocation
 from kv2render.render.computed import mark_paths_from_values
 from kv2render.render.prepare import PreparedTemplate as PreparedTemplate
@@ -418,4 +417,9 @@ def run_changed_commands(
     """Run each distinct command of the templates that wrote, once, in config order
     (KV2-INV-096, ``output/commands.py``). ``secrets``: the values the pass read, redacted
     from the commands' logged output (KV2-INV-397)."""
-    return commands.run_commands((r.template for r in results if r.did_write), secrets)
+    written = [r.template for r in results if r.did_write]
+    if all(spec.command is None for spec in written):
+        return ()  # output/commands.py loads only when a template has one (KV2-NFR-520)
+    from kv2render.output import commands
+
+    return commands.run_commands(written, secrets)

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kv2render.render.ctmpl import gojson
 from kv2render.render.ctmpl.gofmt import Spec, format_value, sprint, sprintf, sprintln
-from kv2render.render.ctmpl.gotime import go_time_format
 from kv2render.render.ctmpl.values import (
     INVALID,
     GoSecret,
@@ -346,6 +344,9 @@ def _contains(v: Any, lst: Any) -> bool:
 
 
 def _timestamp(ctx: CallContext, *fmt: str) -> str:
+    # Imported on the first call: a template without timestamp never loads it (KV2-NFR-520).
+    from kv2render.render.ctmpl.gotime import go_time_format
+
     now = ctx.now()
     if not fmt:
         return go_time_format(now, "2006-01-02T15:04:05Z07:00")
@@ -360,6 +361,9 @@ def _timestamp(ctx: CallContext, *fmt: str) -> str:
 
 def _to_json(name: str, indent: str | None, escape_html: bool) -> Callable[[Any], str]:
     def impl(v: Any) -> str:
+        # Imported on the first call: a template without toJSON never loads it (KV2-NFR-520).
+        from kv2render.render.ctmpl import gojson
+
         try:
             return gojson.encode(v, indent=indent, escape_html=escape_html).strip(" \t\r\n")
         except gojson.JSONError as exc:
