@@ -280,7 +280,7 @@ def _notices(path: Path, reason: str | None, found: _Found) -> tuple[Notice, ...
         notices.append(
             Notice(
                 logging.INFO,
-                f"{', '.join(found.no_perms)}: no perms set; writing 0600, not Vault Agent's "
+                f"{_places(found.no_perms)}: no perms set; writing 0600, not Vault Agent's "
                 "0644: rendered files hold secrets, so kv2render keeps them owner-only by "
                 "default; set perms to choose another mode",
             )
@@ -289,12 +289,23 @@ def _notices(path: Path, reason: str | None, found: _Found) -> tuple[Notice, ...
         notices.append(
             Notice(
                 logging.WARNING,
-                f"{', '.join(found.lenient)}: error_on_missing_key is false (Vault Agent's "
+                f"{_places(found.lenient)}: error_on_missing_key is false (Vault Agent's "
                 "default): a missing key is written as '<no value>' instead of failing; "
                 "set error_on_missing_key = true",
             )
         )
     return tuple(notices)
+
+
+def _places(where: list[str]) -> str:
+    """The templates a notice is about, short: a config of a hundred templates gets one
+    readable line, not a hundred names (KV2-INV-521)."""
+    if len(where) <= _PLACES_SHOWN:
+        return ", ".join(where)
+    return f"{where[0]}, {where[1]}, ..., {where[-1]} ({len(where)} in all)"
+
+
+_PLACES_SHOWN = 4
 
 
 def _refuse(tree: dict[str, Any]) -> None:

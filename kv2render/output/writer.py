@@ -37,6 +37,7 @@ from kv2render.output import dirchecks
 __all__ = [
     "any_stale_temp_files",
     "cleanup_stale_temp_files",
+    "fsync_directory",
     "resolve_uid",
     "temp_file_name",
     "write_atomic",
@@ -242,7 +243,8 @@ def _backup(dest: Path, directory: Path) -> None:
         raise
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make the renames done in ``directory`` durable; a failure is logged, not raised."""
     try:
         dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -263,12 +265,14 @@ def write_atomic(
     group: str | int | None = None,
     create_dest_dirs: bool = False,
     backup: bool = False,
+    sync_dir: bool = True,
 ) -> bool:
     """Atomically make ``path`` hold ``data`` with mode ``perms`` and the given owner.
 
     Returns False, touching nothing, when the file already is exactly that; True after a
     write. Raises WriteError (destination and cause, never content) with the destination
-    left as it was.
+    left as it was. ``sync_dir`` False: the caller calls :func:`fsync_directory` on the
+    destination's folder itself, once for a batch of writes (KV2-INV-520).
     """
     dest = Path(path)
     if dest.name in ("", ".", ".."):
@@ -297,7 +301,8 @@ def write_atomic(
             raise
     except OSError as exc:
         raise WriteError(f"cannot write {dest}: {_cause(exc)}") from None
-    _fsync_directory(directory)
+    if sync_dir:
+        fsync_directory(directory)
     return True
 
 
