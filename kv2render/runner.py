@@ -31,8 +31,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 from kv2render.config import TemplateSpec
 from kv2render.errors import Kv2RenderError, RenderError, SecretsMissing
@@ -281,7 +280,9 @@ def render_all(
     unique (config refuses duplicates), so the writes cannot race each other.
     """
 
-    batch = _DirSyncBatch() if write is None else None
+    from kv2render.output.writer import FolderSyncBatch
+
+    batch = FolderSyncBatch() if write is None else None
     writing = batch.write if batch is not None else write
 
     def one(job: tuple[PreparedTemplate, Secrets]) -> RenderResult:
@@ -297,30 +298,6 @@ def render_all(
     if batch is not None:
         batch.sync()
     return results
-
-
-class _DirSyncBatch:
-    """write_atomic for a batch of renders: each folder is fsynced once, after the batch's
-    last write and before any result is reported (KV2-INV-520), instead of once per file.
-    The journal serialises fsyncs, so a hundred folder fsyncs of one folder cost ~20 ms
-    that threads cannot overlap; content fsync and rename stay per file (KV2-INV-091)."""
-
-    def __init__(self) -> None:
-        self.folders: dict[Path, None] = {}  # insertion-ordered; set.add-like under the GIL
-
-    def write(self, path: Path, data: bytes, **options: Any) -> bool:
-        from kv2render.output import writer
-
-        did_write = writer.write_atomic(path, data, sync_dir=False, **options)
-        if did_write:
-            self.folders[Path(path).parent] = None
-        return did_write
-
-    def sync(self) -> None:
-        from kv2render.output import writer
-
-        for folder in self.folders:
-            writer.fsync_directory(folder)
 
 
 def render_rounds(
