@@ -35,9 +35,8 @@ import functools
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kv2render.config.listener import metrics_listener
 from kv2render.config.values import Section, denylist_alias, kind_of
@@ -90,16 +89,15 @@ _IGNORED_TEMPLATE = {
 _AGENT_TEMPLATE_KEYS = ("exec", *_IGNORED_TEMPLATE)
 
 
-@dataclass(frozen=True)
-class Notice:
-    """One log line ``config.load`` emits for an agent config (metadata only)."""
+class Notice(NamedTuple):
+    """One log line ``config.load`` emits for an agent config (metadata only). NamedTuples
+    here, not frozen dataclasses: as immutable, a sixth of the import cost (KV2-NFR-520)."""
 
     level: int
     message: str
 
 
-@dataclass(frozen=True)
-class AgentTree:
+class AgentTree(NamedTuple):
     """An agent config in kv2render's vocabulary and what changed on the way.
 
     ``changes`` are ``(key path, what happened)`` pairs for convert-config's comments."""
