@@ -255,7 +255,7 @@ def test_write_atomic_alone_and_a_given_writer_keep_their_own_folder_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """KV2-AC-521, KV2-INV-091: write_atomic called alone still fsyncs the folder after its
-    rename, and a pass given its own writer (the daemon's) is not batched."""
+    rename, and a pass given a writer of its own (a daemon hook) is not batched."""
     folder_syncs: list[int] = []
     dir_fds: set[int] = set()
     real_open, real_fsync = os.open, os.fsync
