@@ -47,10 +47,12 @@ _EXTRA_FIELDS = (
 )
 
 # Control characters that would break a line or confuse a terminal, written as escapes.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Patterns, not compiled ones: re compiles (and caches) them on first use, so a run whose
+# log lines are plain ASCII never pays for them (KV2-NFR-520).
+_CONTROL = r"[\x00-\x1f\x7f-\x9f\u2028\u2029]"
 # What json.dumps(ensure_ascii=False) leaves raw but line-splitting readers (Python's
 # str.splitlines, JavaScript) take as a line break.
-_JSON_BREAKS = re.compile(r"[\x85\u2028\u2029]")
+_JSON_BREAKS = r"[\x85\u2028\u2029]"
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -60,9 +62,11 @@ def one_line(text: str) -> str:
     The real OpenBao answers ``{"errors": ["1 error occurred:\\n\\t* permission denied\\n\\n"]}``;
     that text reaches an error message and must not split a log line (KV2-INV-396).
     """
-    if not _CONTROL.search(text):
+    if text.isascii() and text.isprintable():
+        return text  # the common line: no pattern needed (compiling it costs ~0.3 ms)
+    if not re.search(_CONTROL, text):
         return text
-    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(0), _hex(m.group(0))), text)
+    return re.sub(_CONTROL, lambda m: _ESCAPES.get(m.group(0), _hex(m.group(0))), text)
 
 
 def count(number: int, noun: str, plural: str | None = None) -> str:
@@ -73,7 +77,9 @@ def count(number: int, noun: str, plural: str | None = None) -> str:
 def json_line(obj: dict[str, Any]) -> str:
     """``obj`` as one line of JSON, whatever its strings hold (KV2-INV-396)."""
     text = json.dumps(obj, ensure_ascii=False, default=str)
-    return _JSON_BREAKS.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+    if text.isascii():
+        return text
+    return re.sub(_JSON_BREAKS, lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
 def _hex(char: str) -> str:

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kv2render.errors import CommandError
 from kv2render.refs import SecretLocation
 
-__all__ = ["SecretVersion", "TokenInfo"]
+__all__ = ["CommandResult", "SecretVersion", "TokenInfo"]
 
 
 @dataclass(frozen=True)
@@ -34,3 +35,14 @@ class TokenInfo:
     ttl: float | None  # seconds left when learned; None: no expiry (root) or no token (mtls/bearer)
     renewable: bool
     learned_at: float  # monotonic clock reading when ttl was learned
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """One post-render command of a pass: the command, the templates that asked for it, and
+    its failure if any. Here rather than in output/commands.py, which a pass imports only
+    when a template has a command (KV2-NFR-520)."""
+
+    command: tuple[str, ...] | str
+    templates: tuple[int, ...]
+    error: CommandError | None = None

@@ -193,13 +193,15 @@ def _shown(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Parsing
 
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_VERSION = re.compile(r"[0-9]{1,18}")
-_REG_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._\-]*[A-Za-z0-9])?")
-_IPV6 = re.compile(r"\[[0-9A-Fa-f:.]+\]")
-_PORT = re.compile(r"[0-9]{1,5}")
-_GCP = re.compile(r"projects/[^/]+/(?:locations/[^/]+/)?secrets/[^/]+(?:/versions/[^/]+)?/?")
+# Patterns as text: re compiles each on first use (and caches it), so a run that never
+# needs one, like a consul-template path, does not compile it at import (KV2-NFR-520).
+_SCHEME = r"([A-Za-z][A-Za-z0-9+.\-]*):"
+_BAD_PERCENT = r"%(?![0-9A-Fa-f]{2})"
+_VERSION = r"[0-9]{1,18}"
+_REG_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._\-]*[A-Za-z0-9])?"
+_IPV6 = r"\[[0-9A-Fa-f:.]+\]"
+_PORT = r"[0-9]{1,5}"
+_GCP = r"projects/[^/]+/(?:locations/[^/]+/)?secrets/[^/]+(?:/versions/[^/]+)?/?"
 # Azure Key Vault and Managed HSM host suffixes, public and sovereign clouds.
 _AZURE_SUFFIXES = (
     ".vault.azure.net",
@@ -221,7 +223,7 @@ def _bad_char(text: str) -> int | None:
 
 def _decode(raw: str, what: str) -> str:
     """Percent-decode ``raw`` exactly once (strict UTF-8), refusing control characters."""
-    if _BAD_PERCENT.search(raw):
+    if re.search(_BAD_PERCENT, raw):
         raise _Reject(
             f"bad percent-encoding in the {what} ('%' must be followed by two hex digits)"
         )
@@ -283,7 +285,7 @@ def _parse_version(raw_query: str) -> int:
             raise _Reject(f"unknown query parameter {shown!r}; only ?version=N is accepted")
         if version is not None:
             raise _Reject("'version' is given more than once")
-        if not eq or not _VERSION.fullmatch(value) or int(value) == 0:
+        if not eq or not re.fullmatch(_VERSION, value) or int(value) == 0:
             raise _Reject("version must be a positive integer (?version=N, N >= 1)")
         version = int(value)
     assert version is not None  # split() yields at least one parameter
@@ -313,16 +315,16 @@ def _parse_host(authority: str, *, required: bool) -> str | None:
     if authority.startswith("["):
         close = authority.find("]")
         host, rest = authority[: close + 1], authority[close + 1 :]
-        if close < 0 or not _IPV6.fullmatch(host):
+        if close < 0 or not re.fullmatch(_IPV6, host):
             raise _Reject("bad IPv6 host (write [addr])")
     else:
         host, colon, port = authority.partition(":")
         rest = colon + port
-        if not _REG_NAME.fullmatch(host):
+        if not re.fullmatch(_REG_NAME, host):
             raise _Reject("bad host name")
     if rest:
         port = rest[1:]
-        if not rest.startswith(":") or not _PORT.fullmatch(port) or not 0 < int(port) < 65536:
+        if not rest.startswith(":") or not re.fullmatch(_PORT, port) or not 0 < int(port) < 65536:
             raise _Reject("bad port (1-65535)")
     return authority.lower()
 
@@ -375,9 +377,9 @@ def _parse_https(scheme: str, rest: str) -> dict[str, Any]:
 
 def _route(text: str, allow_path_form: bool) -> dict[str, Any]:
     """Everything but query and fragment: which form, and its mount/path/host/prefix."""
-    match = _SCHEME.match(text)
+    match = re.match(_SCHEME, text)
     if match is None:
-        if _GCP.fullmatch(text):
+        if re.fullmatch(_GCP, text):
             # A legacy template path 'projects/p/secrets/s' would be mount 'projects'; the GCP
             # shape is refused anyway so that a connector reference never routes to KV2.
             raise _Reject("this is a GCP Secret Manager name, not a KV2 reference")

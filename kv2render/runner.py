@@ -36,9 +36,8 @@ from typing import TypeVar, cast
 from kv2render.config import TemplateSpec
 from kv2render.errors import Kv2RenderError, RenderError, SecretsMissing
 from kv2render.logsetup import count
+from kv2render.model import CommandResult as CommandResult
 from kv2render.model import SecretVersion
-from kv2render.output import commands
-from kv2render.output.commands import CommandResult as CommandResult
 from kv2render.refs import SecretLocation
 from kv2render.render.computed import mark_paths_from_values
 from kv2render.render.prepare import PreparedTemplate as PreparedTemplate
@@ -276,21 +275,29 @@ def render_all(
 ) -> list[RenderResult]:
     """Render and write each job, ``concurrency`` at a time; results in the jobs' order.
 
-    Writes are fsync-bound (file, then folder): run one after another, a first deploy of
-    a thousand files waits on two thousand fsyncs in a row. Destinations are unique
-    (config refuses duplicates), so the writes cannot race each other.
+    Writes are fsync-bound: each file's content is fsynced, and with the default writer
+    each folder once after the batch (KV2-INV-520), not once per file. Destinations are
+    unique (config refuses duplicates), so the writes cannot race each other.
     """
+
+    from kv2render.output.writer import FolderSyncBatch
+
+    batch = FolderSyncBatch() if write is None else None
+    writing = batch.write if batch is not None else write
 
     def one(job: tuple[PreparedTemplate, Secrets]) -> RenderResult:
         item, secrets = job
         try:
-            return render_template(item, secrets, write=write)
+            return render_template(item, secrets, write=writing)
         except Exception as exc:  # a bug, not the user's fault: it costs this template only
             log.debug("render crashed", exc_info=True)
             error = Kv2RenderError(f"internal error {type(exc).__name__}", where=item.spec.where)
             return RenderResult(item.spec, error=error)
 
-    return _bounded_map(one, jobs, concurrency, "kv2render-render")
+    results = _bounded_map(one, jobs, concurrency, "kv2render-render")
+    if batch is not None:
+        batch.sync()
+    return results
 
 
 def render_rounds(
@@ -418,4 +425,9 @@ def run_changed_commands(
     """Run each distinct command of the templates that wrote, once, in config order
     (KV2-INV-096, ``output/commands.py``). ``secrets``: the values the pass read, redacted
     from the commands' logged output (KV2-INV-397)."""
-    return commands.run_commands((r.template for r in results if r.did_write), secrets)
+    written = [r.template for r in results if r.did_write]
+    if all(spec.command is None for spec in written):
+        return ()  # output/commands.py loads only when a template has one (KV2-NFR-520)
+    from kv2render.output import commands
+
+    return commands.run_commands(written, secrets)

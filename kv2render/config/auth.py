@@ -6,13 +6,15 @@ run needs.
       keys of ``auto_auth.method.config`` (vault-agent.md §1.5), paths resolved:
 
         token_env          TokenEnvSettings (here)  no auto_auth: BAO_TOKEN / VAULT_TOKEN
-        token_file, approle, kubernetes, jwt, cert, bearer_token_file, mtls
-                           config/methods.py        (TokenFileSettings, AppRoleSettings, ...)
+        token_file         config/methods.py        (TokenFileSettings)
+        approle, kubernetes, jwt, cert, bearer_token_file, mtls
+                           config/logins.py         (AppRoleSettings, ...)
 
 The auto_auth methods' settings and their one parser (:func:`methods.parse_method`) live in
 ``methods.py``, imported only when a config has ``auto_auth``: a token from the
 environment, the common ``--once`` case, does not pay for seven frozen dataclasses at
-start-up (KV2-NFR-230, docs/performance.md). The store's auth methods take these settings
+start-up (KV2-NFR-230, docs/performance.md); and ``logins.py`` only when the method is not
+token_file, the common agent-config case (KV2-NFR-520). The store's auth methods take these settings
 as they are and check nothing again. A login mount path is normalised in one place,
 :func:`login_mount`.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 __all__ = [
@@ -40,11 +43,15 @@ AuthType = Literal[
 # certificate taken from the vault block): left out of config_keys().
 NOT_A_KEY = {"config_key": False}
 MOUNTED_METHODS = ("approle", "kubernetes", "jwt", "cert")
+# The kubernetes method's default token_path (Vault Agent's); config/methods.py and
+# config/logins.py both need it, and neither imports the other at load time.
+DEFAULT_KUBERNETES_TOKEN_PATH = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 class MethodSettings(Protocol):
     """What every method's settings have: the method they are for (a frozen dataclass
-    each: TokenEnvSettings here, the others in config/methods.py)."""
+    each: TokenEnvSettings here, TokenFileSettings in config/methods.py, the others in
+    config/logins.py)."""
 
     method: ClassVar[str]
     __dataclass_fields__: ClassVar[dict[str, Any]]  # a dataclass: config_keys() reads its fields

@@ -1,7 +1,7 @@
 """The auto_auth methods' settings and their one parser (KV2-INV-030), imported only when a
 config has ``auto_auth`` (config/auth.py says why).
 
-    TokenFileSettings        token_file_path
+    TokenFileSettings        token_file_path                              (here)
     AppRoleSettings          role_id_file_path, secret_id_file_path, remove_...
     KubernetesSettings       role, token_path
     JwtSettings              role, path, remove_jwt_after_reading, remove_jwt_follows_...
@@ -9,92 +9,40 @@ config has ``auto_auth`` (config/auth.py says why).
     BearerTokenFileSettings  token_file_path           (kv2render's, issue 6)
     MtlsSettings             the TLS client certificate (kv2render's, issue 6)
 
-Field names are Vault Agent's key names (vault-agent.md §1.5); paths are resolved against
-the config's folder. :func:`parse_method` is the one validation of the method block.
+The settings classes other than TokenFileSettings live in config/logins.py, imported only
+when a config names one of their methods (KV2-NFR-520). Field names are Vault Agent's key
+names (vault-agent.md §1.5); paths are resolved against the config's folder.
+:func:`parse_method` is the one validation of the method block.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
 
-from kv2render.config.auth import MOUNTED_METHODS, NOT_A_KEY, AuthSettings, AuthType, login_mount
+from kv2render.config.auth import (
+    DEFAULT_KUBERNETES_TOKEN_PATH,
+    MOUNTED_METHODS,
+    AuthSettings,
+    AuthType,
+    login_mount,
+)
 from kv2render.config.values import Section, as_bool, as_path, as_str, parse_duration
 from kv2render.errors import ConfigError
 
 __all__ = [
     "DEFAULT_KUBERNETES_TOKEN_PATH",
-    "AppRoleSettings",
-    "BearerTokenFileSettings",
-    "CertSettings",
-    "JwtSettings",
-    "KubernetesSettings",
-    "MtlsSettings",
     "TokenFileSettings",
     "parse_method",
 ]
-
-DEFAULT_KUBERNETES_TOKEN_PATH = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 @dataclass(frozen=True)
 class TokenFileSettings:
     method: ClassVar[str] = "token_file"
     token_file_path: Path
-
-
-@dataclass(frozen=True)
-class AppRoleSettings:
-    method: ClassVar[str] = "approle"
-    role_id_file_path: Path
-    secret_id_file_path: Path | None = None
-    # Vault Agent default: true (auth/approle/approle.go); a consumed secret_id is gone.
-    remove_secret_id_file_after_reading: bool = True
-
-
-@dataclass(frozen=True)
-class KubernetesSettings:
-    method: ClassVar[str] = "kubernetes"
-    role: str
-    token_path: Path = DEFAULT_KUBERNETES_TOKEN_PATH
-
-
-@dataclass(frozen=True)
-class JwtSettings:
-    method: ClassVar[str] = "jwt"
-    role: str
-    path: Path
-    # Vault Agent defaults (auth/jwt/jwt.go): the JWT file is removed after reading, the
-    # link itself when it is a symlink (KV2-INV-494).
-    remove_jwt_after_reading: bool = True
-    remove_jwt_follows_symlinks: bool = False
-
-
-@dataclass(frozen=True)
-class CertSettings:
-    """TLS certificate auth: the client certificate of the connection is the credential."""
-
-    method: ClassVar[str] = "cert"
-    client_cert: Path = field(metadata=NOT_A_KEY)  # vault.client_cert
-    client_key: Path = field(metadata=NOT_A_KEY)  # vault.client_key
-    name: str | None = None  # the cert role; None: the server picks by certificate
-
-
-@dataclass(frozen=True)
-class BearerTokenFileSettings:
-    method: ClassVar[str] = "bearer_token_file"
-    token_file_path: Path
-
-
-@dataclass(frozen=True)
-class MtlsSettings:
-    """No login, no token: the TLS client certificate is the identity."""
-
-    method: ClassVar[str] = "mtls"
-    client_cert: Path = field(metadata=NOT_A_KEY)
-    client_key: Path = field(metadata=NOT_A_KEY)
 
 
 _METHOD_KEYS = (
@@ -129,15 +77,6 @@ _METHOD_CONFIG: dict[str, dict[str, tuple[_Kind, bool, Any]]] = {
     "cert": {"name": ("str", False, None)},
     "bearer_token_file": {"token_file_path": ("path", True, None)},
     "mtls": {},
-}
-_SETTINGS: dict[str, type[Any]] = {
-    "token_file": TokenFileSettings,
-    "approle": AppRoleSettings,
-    "kubernetes": KubernetesSettings,
-    "jwt": JwtSettings,
-    "cert": CertSettings,
-    "bearer_token_file": BearerTokenFileSettings,
-    "mtls": MtlsSettings,
 }
 _CLIENT_CERT_METHODS = ("cert", "mtls")
 
@@ -190,11 +129,22 @@ def parse_method(
         type=cast(AuthType, kind),
         mount_path=mount_path,
         namespace=namespace,
-        config=_SETTINGS[kind](**keys),
+        config=_settings_class(kind)(**keys),
         min_backoff=min_backoff,
         max_backoff=max_backoff,
         exit_on_err=bool(sec.opt("exit_on_err", as_bool)),
     )
+
+
+def _settings_class(kind: str) -> type[Any]:
+    """The settings class of method ``kind``. The other methods' classes live in
+    config/logins.py, imported only for a config that uses one of them: a token_file config
+    never creates their six dataclasses (KV2-NFR-520)."""
+    if kind == "token_file":
+        return TokenFileSettings
+    from kv2render.config import logins
+
+    return logins.SETTINGS[kind]
 
 
 def _client_cert(

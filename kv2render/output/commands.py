@@ -22,13 +22,12 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kv2render import hardening
 from kv2render.config import TemplateSpec
 from kv2render.errors import CommandError
-from kv2render.model import SecretVersion
+from kv2render.model import CommandResult, SecretVersion
 from kv2render.redact import redactor
 
 if TYPE_CHECKING:
@@ -38,13 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["OUTPUT_MAX_LINE", "OUTPUT_MAX_LINES", "CommandResult", "run_command", "run_commands"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    command: tuple[str, ...] | str
-    templates: tuple[int, ...]
-    error: CommandError | None = None
 
 
 # A command's output is logged at DEBUG, one record per line (KV2-INV-397), within bounds:

@@ -39,16 +39,17 @@ from kv2render.store.credentials import (
 )
 
 if TYPE_CHECKING:
-    # config.methods is loaded only when a config has auto_auth (config/auth.py).
-    from kv2render.config.methods import (
+    # config.methods is loaded only when a config has auto_auth (config/auth.py), and
+    # config.logins only when its method is not token_file (KV2-NFR-520).
+    from kv2render.config.logins import (
         AppRoleSettings,
         BearerTokenFileSettings,
         CertSettings,
         JwtSettings,
         KubernetesSettings,
         MtlsSettings,
-        TokenFileSettings,
     )
+    from kv2render.config.methods import TokenFileSettings
 
 __all__ = [
     "Authenticator",
@@ -298,7 +299,7 @@ class JwtLogin(_Method):
         self._mount = auth.mount_path
         self._namespace = auth.namespace
         self._role = settings.role
-        from kv2render.config.methods import KubernetesSettings
+        from kv2render.config.logins import KubernetesSettings
 
         self._consumed: JwtFile | None = None
         if isinstance(settings, KubernetesSettings):
@@ -464,18 +465,19 @@ def _authenticator(auth: AuthSettings, *, once: bool) -> Authenticator:
     settings = auth.config
     if isinstance(settings, TokenEnvSettings):
         return TokenEnv(settings)
-    from kv2render.config.methods import (
+    from kv2render.config.methods import TokenFileSettings
+
+    if isinstance(settings, TokenFileSettings):
+        return TokenFile(settings)
+    from kv2render.config.logins import (
         AppRoleSettings,
         BearerTokenFileSettings,
         CertSettings,
         JwtSettings,
         KubernetesSettings,
         MtlsSettings,
-        TokenFileSettings,
     )
 
-    if isinstance(settings, TokenFileSettings):
-        return TokenFile(settings)
     if isinstance(settings, AppRoleSettings):
         return AppRole(auth, settings, defer_removal=once)
     if isinstance(settings, KubernetesSettings | JwtSettings):

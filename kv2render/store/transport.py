@@ -22,7 +22,6 @@ import ssl
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,15 +155,18 @@ def ssl_context(settings: VaultSettings) -> ssl.SSLContext:
 # -- the deadline ---------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
 class Exchange:
     """One HTTP exchange's deadline; ``fired`` tells the caller the watchdog cut it off.
-    ``timeout`` is the exchange's own budget in seconds (for messages)."""
+    ``timeout`` is the exchange's own budget in seconds (for messages). A slotted class:
+    nothing compares or prints it, and a dataclass costs import time (KV2-NFR-520)."""
 
-    deadline: float
-    timeout: float = 0.0
-    fired: bool = False
-    _conn: Any = field(default=None, repr=False)
+    __slots__ = ("deadline", "timeout", "fired", "_conn")
+
+    def __init__(self, deadline: float, timeout: float = 0.0) -> None:
+        self.deadline = deadline
+        self.timeout = timeout
+        self.fired = False
+        self._conn: Any = None
 
 
 class _Watchdog:

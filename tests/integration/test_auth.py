@@ -12,7 +12,8 @@ import pytest
 
 from kv2render.config import AuthSettings, VaultSettings
 from kv2render.config.auth import TokenEnvSettings
-from kv2render.config.methods import AppRoleSettings, MtlsSettings, parse_method
+from kv2render.config.logins import AppRoleSettings, MtlsSettings
+from kv2render.config.methods import parse_method
 from kv2render.devserver import DevServer
 from kv2render.errors import (
     AccessDeniedError,

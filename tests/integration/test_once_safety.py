@@ -28,7 +28,7 @@ import pytest
 
 from kv2render.config import AuthSettings, Config, VaultSettings
 from kv2render.config.auth import TokenEnvSettings
-from kv2render.config.methods import AppRoleSettings
+from kv2render.config.logins import AppRoleSettings
 from kv2render.devserver import DevServer
 from kv2render.errors import AuthError, TransientError
 from kv2render.redact import scrub_http

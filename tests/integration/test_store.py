@@ -20,7 +20,7 @@ import pytest
 
 from kv2render.config import AuthSettings, VaultSettings
 from kv2render.config.auth import TokenEnvSettings
-from kv2render.config.methods import BearerTokenFileSettings, JwtSettings
+from kv2render.config.logins import BearerTokenFileSettings, JwtSettings
 from kv2render.errors import (
     AccessDeniedError,
     AuthError,

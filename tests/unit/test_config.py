@@ -16,7 +16,7 @@ import yaml
 from kv2render import config as cfg
 from kv2render.config import Config, load, parse_duration
 from kv2render.config.auth import TokenEnvSettings, config_keys
-from kv2render.config.methods import AppRoleSettings
+from kv2render.config.logins import AppRoleSettings
 from kv2render.errors import ConfigError, InlineCredentialError, ReferenceSyntaxError
 
 ADDR = "https://vault.example:8200"

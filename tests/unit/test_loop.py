@@ -20,7 +20,7 @@ import pytest
 
 from kv2render import runner
 from kv2render.config import AuthSettings, Config, TemplateConfig, TemplateSpec, VaultSettings
-from kv2render.config.methods import AppRoleSettings
+from kv2render.config.logins import AppRoleSettings
 from kv2render.daemon.loop import Daemon
 from kv2render.daemon.ports import DaemonHooks
 from kv2render.daemon.ticks import FilesChanged, ReloadRequested, TickEvent

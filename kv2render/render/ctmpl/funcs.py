@@ -13,13 +13,10 @@ import binascii
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kv2render.render.ctmpl import gojson
 from kv2render.render.ctmpl.gofmt import Spec, format_value, sprint, sprintf, sprintln
-from kv2render.render.ctmpl.gotime import go_time_format
 from kv2render.render.ctmpl.values import (
     INVALID,
     GoSecret,
@@ -45,21 +42,37 @@ class FuncError(Exception):
         self.hidden = message if hidden is None else hidden
 
 
-@dataclass
 class CallContext:
-    env: Mapping[str, str]
-    now: Callable[[], datetime]
-    secret: Callable[[str], GoSecret | None]
-    # max_output_bytes: also the largest string a function may build (issue 10 item 3).
-    max_bytes: int = 1 << 20
-    # KV2-INV-367: time.monotonic() after which the render stops, and the budget it came from.
-    deadline: float = float("inf")
-    timeout: float = 10.0
-    # The source offset of the call running now: a secret path computed while rendering is
-    # reported at its template line (KV2-INV-390).
-    pos: int = 0
-    # function_denylist (KV2-INV-496): consul-template functions that error when called.
-    denied: frozenset[str] = frozenset()
+    """What a function call may use. Slotted classes here and in :class:`Func`, not
+    dataclasses: fifty functions are declared at import on every consul-template start, and
+    dataclass creation costs ~0.5 ms a class (KV2-NFR-520)."""
+
+    __slots__ = ("env", "now", "secret", "max_bytes", "deadline", "timeout", "pos", "denied")
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        now: Callable[[], datetime],
+        secret: Callable[[str], GoSecret | None],
+        max_bytes: int = 1 << 20,
+        deadline: float = float("inf"),
+        timeout: float = 10.0,
+        pos: int = 0,
+        denied: frozenset[str] = frozenset(),
+    ) -> None:
+        self.env = env
+        self.now = now
+        self.secret = secret
+        # max_output_bytes: also the largest string a function may build (issue 10 item 3).
+        self.max_bytes = max_bytes
+        # KV2-INV-367: time.monotonic() after which the render stops, and its budget.
+        self.deadline = deadline
+        self.timeout = timeout
+        # The source offset of the call running now: a secret path computed while
+        # rendering is reported at its template line (KV2-INV-390).
+        self.pos = pos
+        # function_denylist (KV2-INV-496): consul-template functions that error when called.
+        self.denied = denied
 
 
 def _bounded(ctx: CallContext, name: str, size: int) -> None:
@@ -68,13 +81,27 @@ def _bounded(ctx: CallContext, name: str, size: int) -> None:
         raise FuncError(f"{name} would build more than max_output_bytes ({ctx.max_bytes})")
 
 
-@dataclass(frozen=True)
 class Func:
-    name: str
-    params: tuple[str, ...]  # "value" (reflect.Value), "any", "string", "int", "[]string"
-    variadic: str | None
-    impl: Callable[..., Any]
-    needs_ctx: bool = False
+    """A function as the executor calls it: Go parameter types, variadic type, impl."""
+
+    __slots__ = ("name", "params", "variadic", "impl", "needs_ctx")
+
+    def __init__(
+        self,
+        name: str,
+        params: tuple[str, ...],  # "value" (reflect.Value), "any", "string", "int", "[]string"
+        variadic: str | None,
+        impl: Callable[..., Any],
+        needs_ctx: bool = False,
+    ) -> None:
+        self.name = name
+        self.params = params
+        self.variadic = variadic
+        self.impl = impl
+        self.needs_ctx = needs_ctx
+
+    def __repr__(self) -> str:
+        return f"Func({self.name!r})"
 
 
 # -- Go builtins -----------------------------------------------------------------------------
@@ -346,6 +373,9 @@ def _contains(v: Any, lst: Any) -> bool:
 
 
 def _timestamp(ctx: CallContext, *fmt: str) -> str:
+    # Imported on the first call: a template without timestamp never loads it (KV2-NFR-520).
+    from kv2render.render.ctmpl.gotime import go_time_format
+
     now = ctx.now()
     if not fmt:
         return go_time_format(now, "2006-01-02T15:04:05Z07:00")
@@ -360,6 +390,9 @@ def _timestamp(ctx: CallContext, *fmt: str) -> str:
 
 def _to_json(name: str, indent: str | None, escape_html: bool) -> Callable[[Any], str]:
     def impl(v: Any) -> str:
+        # Imported on the first call: a template without toJSON never loads it (KV2-NFR-520).
+        from kv2render.render.ctmpl import gojson
+
         try:
             return gojson.encode(v, indent=indent, escape_html=escape_html).strip(" \t\r\n")
         except gojson.JSONError as exc:

@@ -8,8 +8,6 @@ and the ``+ - # 0 space`` flags, width and precision.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from kv2render.render.ctmpl.values import (
@@ -91,6 +89,9 @@ def go_unquote(text: str) -> str:
 
 def _digits(f: float) -> tuple[str, int]:
     """Shortest decimal digits and decimal-point position (strconv's ``digs.d``/``digs.dp``)."""
+    # decimal (with numbers) costs ~1.5 ms to import; only a float printed needs it (KV2-NFR-520).
+    from decimal import Decimal
+
     sign, digit_tuple, exp = Decimal(repr(f)).normalize().as_tuple()
     del sign
     digits = "".join(str(d) for d in digit_tuple).rstrip("0") or "0"
@@ -125,15 +126,29 @@ def format_float_g_shortest(f: float) -> str:
 # -- fmt ----------------------------------------------------------------------------------
 
 
-@dataclass
 class Spec:
-    plus: bool = False
-    minus: bool = False
-    sharp: bool = False
-    zero: bool = False
-    space: bool = False
-    width: int | None = None
-    prec: int | None = None
+    """A verb's flags, width and precision. A slotted class, not a dataclass: one is made
+    per printed value, and the generated methods cost import time (KV2-NFR-520)."""
+
+    __slots__ = ("plus", "minus", "sharp", "zero", "space", "width", "prec")
+
+    def __init__(
+        self,
+        plus: bool = False,
+        minus: bool = False,
+        sharp: bool = False,
+        zero: bool = False,
+        space: bool = False,
+        width: int | None = None,
+        prec: int | None = None,
+    ) -> None:
+        self.plus = plus
+        self.minus = minus
+        self.sharp = sharp
+        self.zero = zero
+        self.space = space
+        self.width = width
+        self.prec = prec
 
 
 def _pad(s: str, spec: Spec, *, numeric: bool = False) -> str:
