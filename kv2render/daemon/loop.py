@@ -234,7 +234,7 @@ class Daemon:
                 self._last_poll_ok = self.wall()  # pinned only: nothing can go stale
             return
         # Each secret's next poll counts from when this pass started, not from when its reads
-        # finished, so the interval holds whatever a pass costs (KV2-INV-165: no drift).
+        # finished, so the interval holds whatever a pass costs (KV2-INV-172: no drift).
         started = now
         same = self._listed_unchanged(need, due_templates, now)
         fetched = runner.read_secrets(

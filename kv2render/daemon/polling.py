@@ -1,7 +1,7 @@
 """What a poll learned, and when each secret is read next: the loop's polling decisions.
 
     runner.read_secrets -> absorb(cache, fetched) -> (new versions, errors); cache updated
-    each latest-version secret -> next_poll(...) -> its next read time (KV2-INV-165)
+    each latest-version secret -> next_poll(...) -> its next read time (KV2-INV-160, KV2-INV-172)
     a failed template -> retry_delay(...) -> its restart backoff (KV2-FC-161, KV2-FC-163)
     due secrets -> by_folder(...) -> one listing per folder -> unchanged(...) -> not read
                    (issue 18, KV2-INV-500; the listing itself: daemon/listing.py)

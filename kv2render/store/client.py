@@ -40,7 +40,7 @@ from kv2render.errors import (
 )
 from kv2render.model import SecretVersion, TokenInfo
 from kv2render.refs import SecretLocation
-from kv2render.store import listing, network, responses, transport
+from kv2render.store import network, responses, transport
 from kv2render.store.auth import Authenticator, build_authenticator
 from kv2render.store.backoff import READ_BASE, READ_CAP, pause
 from kv2render.store.login import StoreLoginTransport, token_info
@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     # "Start-up stays lean").
     import requests
     from hvac.adapters import RawAdapter
+
+    # Only a daemon's poll lists folders: `--once` never imports it (KV2-AC-520).
+    from kv2render.store import listing
 
 __all__ = ["HvacSecretStore", "ListingStore", "SecretStore", "SessionStore", "open_store"]
 
@@ -315,6 +318,8 @@ class HvacSecretStore:
         404 with no error text is an empty folder (OpenBao's answer, kv2-wire.md §2.4); a 404
         with text ("unsupported path", no such mount), 405, 400 and a policy's 403 are
         NotOffered (KV2-INV-501). Transient failures are retried like a read's."""
+        from kv2render.store import listing
+
         where = f"{mount}/detailed-metadata/{folder}"
         self.ensure_token()
         watched = frozenset(names)
@@ -340,6 +345,8 @@ class HvacSecretStore:
         self, where: str, mount: str, folder: str, after: str | None
     ) -> Mapping[str, Any] | listing.NotOffered | None:
         from hvac.utils import format_url
+
+        from kv2render.store import listing
 
         self._refresh_header()
         params: dict[str, str | int] = {"list": "true", "limit": listing.PAGE_LIMIT}
