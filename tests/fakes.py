@@ -19,7 +19,7 @@ What it models from the real server (measured, ../shared/reference/openbao-real.
   does not cover ``AccessDeniedError`` (configured with :meth:`FakeSecretStore.deny`);
 * ``list_folder`` (issue 18) answers as ``HvacSecretStore.list_folder`` does on the real
   server when built with ``listing=True`` (each watched key's current version, deleted or
-  destroyed as not plain, pages of ``listing.PAGE_LIMIT``); by default it answers NotOffered,
+  destroyed as not plain, pages of ``listing.page_limit``); by default it answers NotOffered,
   as a HashiCorp Vault server does, so that read-mode tests count reads as before;
 * login returns a ``TokenInfo`` for every token (root: ``ttl=None, renewable=False``); renewing
   a root or non-renewable token is refused with ``AuthError`` (the server answers 400 "lease is
@@ -115,6 +115,11 @@ def _as_openbao_stores(value: Any) -> Any:
 
 
 # -- the store ----------------------------------------------------------------------------------
+
+
+def _stamp(created: float) -> str:
+    """A fake wall-clock second as KV2 metadata writes it (RFC 3339, UTC, ``Z``)."""
+    return datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -218,6 +223,17 @@ class FakeSecretStore:
         """The token's policy does not cover ``mount/path``: reads get a 403."""
         self.denied.add(self._key(mount_path))
 
+    def recreate(self, mount_path: str, **values: Any) -> int:
+        """Delete ``mount/path`` with its metadata and write ``values`` again: version 1
+        once more, with a later created_time (``vault kv metadata delete`` then ``put``)."""
+        with self.lock:
+            old = self.data.pop(self._key(mount_path), [])
+            newest = max((v.created for v in old), default=0.0)
+            body = jsonnum.dumps(_as_openbao_stores(values))
+            created = max(_EPOCH + self.clock(), newest + 0.001)
+            self.data[self._key(mount_path)] = [_Version(body, created)]
+            return 1
+
     def rollback(self, mount_path: str) -> None:
         """Forget the newest version (a server restored from an older backup)."""
         with self.lock:
@@ -254,9 +270,7 @@ class FakeSecretStore:
             if stored.deleted:
                 raise SecretDeletedError(f"version {number} is deleted", where=where)
             metadata = {
-                "created_time": datetime.fromtimestamp(stored.created, UTC)
-                .isoformat()
-                .replace("+00:00", "Z"),
+                "created_time": _stamp(stored.created),
                 "custom_metadata": None,
                 "deletion_time": "",
                 "destroyed": False,
@@ -268,7 +282,7 @@ class FakeSecretStore:
         self, mount: str, folder: str, names: Any, *, max_requests: int
     ) -> listing.FolderVersions | listing.NotOffered:
         """What HvacSecretStore.list_folder answers, from the versions in memory: the
-        watched names' current versions, pages of listing.PAGE_LIMIT keys from just before the
+        watched names' current versions, pages of listing.page_limit keys from just before the
         first watched name (KV2-INV-502)."""
         with self.lock:
             self.listings[(mount, folder)] = self.listings.get((mount, folder), 0) + 1
@@ -289,14 +303,15 @@ class FakeSecretStore:
                 if not sep and rest in names:
                     top = versions[-1]
                     states[rest] = listing.KeyState(
-                        len(versions), not top.deleted and not top.destroyed
+                        len(versions), not top.deleted and not top.destroyed, _stamp(top.created)
                     )
         after = listing.page_after(names) or ""
         ordered = sorted(k for k in keys if k > after)
         last = max(names)
         pages = 1
-        while len(ordered) > listing.PAGE_LIMIT and ordered[listing.PAGE_LIMIT - 1] < last:
-            ordered = ordered[listing.PAGE_LIMIT :]
+        limit = listing.page_limit(len(names))
+        while len(ordered) > limit and ordered[limit - 1] < last:
+            ordered = ordered[limit:]
             pages += 1
             if pages > max_requests:
                 return listing.NotOffered("it holds too many keys to list")

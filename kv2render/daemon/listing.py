@@ -28,7 +28,7 @@ from kv2render.daemon.polling import Fetched, Folder
 from kv2render.errors import Kv2RenderError
 from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation
-from kv2render.store.listing import FolderVersions, NotOffered
+from kv2render.store.listing import FolderVersions, NotOffered, max_pages
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,8 @@ class FolderLister:
         mount, folder = key
         where = f"{mount}/detailed-metadata/{folder}"
         try:
-            got = lister(mount, folder, sorted(members), max_requests=len(members) - 1)
+            pages = max_pages(len(members))
+            got = lister(mount, folder, sorted(members), max_requests=pages)
         except Kv2RenderError as exc:
             self.listings += 1
             self._on_listing(mount, "failed")

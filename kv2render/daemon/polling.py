@@ -49,12 +49,39 @@ def absorb(cache: MutableMapping[SecretLocation, SecretVersion], fetched: Fetche
                 hint="if the secret was deleted and re-created, reload kv2render (SIGHUP)",
             )
             continue
+        if old is not None and loc.version is None and recreated(old, got.version, got.metadata):
+            # KV2-FC-501: the same number with another creation time is another secret: it
+            # was deleted (metadata and all) and written again. Refused as FC-280 refuses a
+            # lower number, and for the same reason the file is kept: the daemon cannot tell
+            # a re-creation from a restore, and the operator can (one SIGHUP).
+            errors[loc] = BadResponseError(
+                f"the server reported version {got.version} again, created at another time: "
+                "the secret was deleted and re-created",
+                where=str(loc),
+                hint="reload kv2render (SIGHUP) to follow the re-created secret",
+            )
+            continue
         if old is None or old.version != got.version:
             changed.add(loc)
             if old is not None:
                 log.info("%s: new version %d (was %d)", loc, got.version, old.version)
         cache[loc] = got
     return changed, errors
+
+
+def recreated(old: SecretVersion, version: int, metadata: Mapping[str, object]) -> bool:
+    """True when ``version`` is ``old``'s number but its ``created_time`` differs: a secret
+    deleted and re-created between two polls (KV2-FC-501). A server that sends no
+    ``created_time`` cannot tell, and is trusted as before."""
+    before, now = old.metadata.get("created_time"), metadata.get("created_time")
+    return (
+        version == old.version
+        and isinstance(before, str)
+        and isinstance(now, str)
+        and before != ""
+        and now != ""
+        and before != now
+    )
 
 
 def next_poll(
@@ -123,6 +150,11 @@ def unchanged(
         state = listing.keys.get(name)
         cached = cache.get(loc)
         if state is not None and state.plain and cached is not None:
-            if state.current_version == cached.version:
+            # Another created_time at the same number: read it, so absorb refuses it as in
+            # read mode (KV2-FC-501).
+            stamp = {"created_time": state.created_time}
+            if state.current_version == cached.version and not recreated(
+                cached, state.current_version, stamp
+            ):
                 same.add(loc)
     return same

@@ -325,31 +325,34 @@ class HvacSecretStore:
         watched = frozenset(names)
         after = listing.page_after(watched)
         last = max(watched)
+        limit = listing.page_limit(len(watched))
         states: dict[str, listing.KeyState] = {}
         for page in range(1, max_requests + 1):
-            got = self._retries.run(where, partial(self._list_page, where, mount, folder, after))
+            got = self._retries.run(
+                where, partial(self._list_page, where, mount, folder, after, limit)
+            )
             if isinstance(got, listing.NotOffered):
                 return got
             if got is None:  # empty (or nothing from `after` on)
                 return listing.FolderVersions(states, page)
             keys, found = listing.parse_page(where, got, watched)
             states.update(found)
-            if len(keys) < listing.PAGE_LIMIT or not keys or keys[-1] >= last:
+            if len(keys) < limit or not keys or keys[-1] >= last:
                 return listing.FolderVersions(states, page)
             after = keys[-1]
         return listing.NotOffered(
-            f"it holds too many keys to list in fewer requests than reading {len(watched)} secrets"
+            f"it holds too many keys to list for less than reading {len(watched)} secrets costs"
         )
 
     def _list_page(
-        self, where: str, mount: str, folder: str, after: str | None
+        self, where: str, mount: str, folder: str, after: str | None, limit: int
     ) -> Mapping[str, Any] | listing.NotOffered | None:
         from hvac.utils import format_url
 
         from kv2render.store import listing
 
         self._refresh_header()
-        params: dict[str, str | int] = {"list": "true", "limit": listing.PAGE_LIMIT}
+        params: dict[str, str | int] = {"list": "true", "limit": limit}
         if after is not None:
             params["after"] = after
         url = format_url("/v1/{}/detailed-metadata/{}", mount, folder)

@@ -14,13 +14,14 @@ The listing carries metadata only (versions, times, ``custom_metadata``); nothin
 or keeps ``custom_metadata`` or the names of keys nobody watches (KV2-INV-503).
 Pages: ``limit`` keys from ``after`` (exclusive), in the server's sorted order; the listing
 starts just before the first watched name and stops after the last, and gives up (NotOffered)
-rather than cost as many requests as reading the watched secrets would (KV2-INV-502).
+rather than list more keys (``page_limit``, ``max_pages``) or send more requests than the
+reads it replaces would cost the server (KV2-INV-502).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kv2render.errors import BadResponseError
@@ -30,14 +31,31 @@ __all__ = [
     "FolderVersions",
     "KeyState",
     "NotOffered",
+    "max_pages",
     "page_after",
+    "page_limit",
     "parse_page",
     "refusal",
 ]
 
-# Keys per page. 500 entries of about 1.3 KB each (ten versions) stay far below the store's
-# 4 MiB body bound (transport.MAX_BODY_BYTES); 100 watched secrets in one folder are one page.
+# Keys per page at most. 500 entries of about 1.3 KB each (ten versions) stay far below the
+# store's 4 MiB body bound (transport.MAX_BODY_BYTES).
 PAGE_LIMIT = 500
+
+
+def page_limit(watched: int) -> int:
+    """Keys per page for ``watched`` names: twice as many, plus a few. The server reads one
+    metadata entry per key it lists, and a data read costs it a metadata and a version
+    entry, so listing at most ``2 * watched + 8`` keys costs the server no more than the
+    reads it replaces (KV2-INV-502). 100 watched secrets: pages of 208 keys."""
+    return min(PAGE_LIMIT, 2 * watched + 8)
+
+
+def max_pages(watched: int) -> int:
+    """The pages a listing of ``watched`` names may take: as many as ``2 * watched + 8``
+    keys need (one page up to 246 names), and always fewer requests than the reads. A folder
+    whose watched names lie further apart among other keys is not listed."""
+    return min(max(1, -(-(2 * watched + 8) // page_limit(watched))), max(1, watched - 1))
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,10 @@ class KeyState:
 
     current_version: int
     plain: bool
+    # The current version's created_time, "" when the entry has none: a secret deleted and
+    # re-created at the same version number differs here only (KV2-FC-501). A server's
+    # clock reading, so left out of equality.
+    created_time: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -106,7 +128,8 @@ def _key_state(info: Any) -> KeyState | None:
     # Any deletion_time, even one in the future (delete_version_after), is "not plain": the
     # secret is read, and the read says what read mode would say (KV2-INV-500).
     plain = entry.get("deletion_time") in ("", None) and entry.get("destroyed") is False
-    return KeyState(int(current), plain)
+    created = entry.get("created_time")
+    return KeyState(int(current), plain, created if isinstance(created, str) else "")
 
 
 def parse_page(

@@ -211,3 +211,47 @@ def test_a_policy_without_list_falls_back_to_reads_and_says_so_once(
     said = f"cannot list {listing} (403 permission denied); polling each secret instead"
     assert log.count(said) == 1
     assert_no_leak(log, *values.values(), new)
+
+
+def test_a_secret_recreated_at_the_same_version_is_refused_until_a_reload(
+    audited: tuple[BaoServer, Audit], workdir: Path
+) -> None:
+    """KV2-AC-509 KV2-FC-501: on the real server, ``metadata delete`` then ``put`` gives
+    version 1 again with another created_time. Both modes refuse it (the old file stays, the
+    status says why, no value in the log); a SIGHUP follows the re-created secret."""
+    import signal
+
+    server, _audit = audited
+    folder = unique("lstre")
+    names = ["a", "b"]
+    values = {n: sentinel(f"{folder}-{n}") for n in names}
+    for n in names:
+        server.kv_put(f"{folder}/{n}", {"password": values[n]})
+    auto, read = workdir / "auto", workdir / "read"
+    new = sentinel(f"{folder}-recreated")
+    with (
+        running_daemon(auto, _folder_tree(server, auto, folder, names, "auto")) as d1,
+        running_daemon(read, _folder_tree(server, read, folder, names, "read")) as d2,
+    ):
+        for w, d in ((auto, d1), (read, d2)):
+            wait_for(lambda w=w: _all_rendered(w, values), 20, "first render", proc=d)
+        time.sleep(1.5 * INTERVAL)
+        server.api("DELETE", f"secret/metadata/{folder}/a")
+        assert server.kv_put(f"{folder}/a", {"password": new}) == 1
+
+        def refused(w: Path) -> bool:
+            first = (status(w).get("templates") or [{}])[0]
+            return "deleted and re-created" in (first.get("last_error") or "")
+
+        for w, d in ((auto, d1), (read, d2)):
+            wait_for(lambda w=w: refused(w), 10, "the re-creation refused", proc=d)
+        time.sleep(1.2 * INTERVAL)  # another poll each: still refused, old file kept
+        kept = {w: read_text(w / "out" / "a") for w in (auto, read)}
+        for d in (d1, d2):
+            d.proc.send_signal(signal.SIGHUP)
+        for w, d in ((auto, d1), (read, d2)):
+            wait_for(lambda w=w: read_text(w / "out" / "a") == new, 10, "after SIGHUP", proc=d)
+        logs = [stop_cleanly(d1), stop_cleanly(d2)]
+    assert kept == {auto: values["a"], read: values["a"]}
+    for log in logs:
+        assert_no_leak(log, *values.values(), new)

@@ -330,3 +330,71 @@ def test_a_403_while_the_token_was_bad_is_not_remembered() -> None:
     h.run(POLL)
     assert listings(h) == 3  # listed again at once, not an hour later
     assert reads(h) == before  # and it showed every secret unchanged
+
+
+# -- a secret deleted and re-created at the same version number ------------------------------------
+
+
+@pytest.mark.parametrize("detection", ["auto", "read"])
+def test_recreated_at_the_same_version_is_refused_in_both_modes(detection: str) -> None:
+    """KV2-AC-508 KV2-FC-501: ``kv metadata delete`` then ``put`` between two polls gives
+    version 1 again with another created_time. Version numbers alone would call it
+    unchanged and keep the old password for good; both modes refuse it as FC-280 refuses a
+    lower number (the last good file stays, the status names the re-creation), and a reload
+    follows the new secret."""
+    h = folder_harness(detection=detection)
+    h.kw = {"reload_config": lambda: h.cfg}
+    h.run(POLL)
+    before = reads(h)
+    h.store.recreate("secret/app/s1", pw=f"{SENTINEL}-s1-new")
+    h.run(POLL)
+    if detection == "auto":
+        # one listing; only the re-created secret is read (the listing showed it differs)
+        assert reads(h) - before == 1
+    assert h.content(1) == f"{SENTINEL}-s1-1".encode()
+    error = h.last_status()["templates"][1]["last_error"]
+    assert "deleted and re-created" in error and SENTINEL not in error
+    h.run(POLL)  # still refused: the memory holds until a reload
+    assert h.content(1) == f"{SENTINEL}-s1-1".encode()
+    h.run(ReloadRequested(), POLL)
+    assert h.content(1) == f"{SENTINEL}-s1-new".encode()
+    assert h.content(0) == f"{SENTINEL}-s0-1".encode()
+
+
+def test_recreated_needs_both_creation_times() -> None:
+    """KV2-AC-508: a server that sends no created_time is trusted as before; a listing entry
+    carries the current version's created_time."""
+    old = SecretVersion(loc("s0"), 1, {"pw": "x"}, {"created_time": "2026-12-07T06:00:00Z"})
+    assert polling.recreated(old, 1, {"created_time": "2026-12-07T07:00:00Z"})
+    assert not polling.recreated(old, 1, {"created_time": "2026-12-07T06:00:00Z"})
+    assert not polling.recreated(old, 1, {"created_time": ""})
+    assert not polling.recreated(old, 1, {})
+    assert not polling.recreated(old, 2, {"created_time": "2026-12-07T07:00:00Z"})
+    bare = SecretVersion(loc("s0"), 1, {"pw": "x"}, {})
+    assert not polling.recreated(bare, 1, {"created_time": "2026-12-07T07:00:00Z"})
+    got = FolderVersions({"s0": KeyState(1, True, "2026-12-07T07:00:00Z")}, 1)
+    assert polling.unchanged(got, {"s0": loc("s0")}, {loc("s0"): old}) == set()
+    same = FolderVersions({"s0": KeyState(1, True, "2026-12-07T06:00:00Z")}, 1)
+    assert polling.unchanged(same, {"s0": loc("s0")}, {loc("s0"): old}) == {loc("s0")}
+
+
+def test_a_listing_lists_no_more_keys_than_the_reads_would_cost() -> None:
+    """KV2-AC-510 KV2-INV-502: pages of ``2 * watched + 8`` keys (at most 500), one page up to
+    246 watched names, never as many requests as reads; two watched secrets spread among a
+    hundred other keys are not listed (the server would read 100 metadata entries to spare
+    two reads) but read, and that refusal is remembered."""
+    from kv2render.store import listing as store_listing
+
+    assert [store_listing.page_limit(n) for n in (2, 4, 100, 246, 300)] == [12, 16, 208, 500, 500]
+    assert [store_listing.max_pages(n) for n in (2, 3, 100, 246, 247, 1000)] == [1, 1, 1, 1, 2, 5]
+    h = folder_harness(names=("a0", "z9"))
+    for i in range(100):
+        h.store.put(f"secret/app/m{i:03d}", pw="unwatched")
+    h.run(POLL, POLL, POLL)
+    assert listings(h) == 1  # refused once ("too many keys"), then remembered
+    assert reads(h) == 4 * 2
+    near = folder_harness(names=("s0", "s1"))
+    for i in range(100):
+        near.store.put(f"secret/app/t{i:03d}", pw="unwatched")  # after the watched names
+    near.run(POLL, POLL, POLL)
+    assert listings(near) == 3 and reads(near) == 2  # the first pass reads; polls list
