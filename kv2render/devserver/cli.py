@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -148,11 +148,13 @@ def _main(args: argparse.Namespace) -> int:
             return 2
 
     # Handlers go in before anything is printed: a script may signal as soon as it has read
-    # VAULT_ADDR, and an early SIGINT must still stop cleanly.
-    stop = threading.Event()
+    # VAULT_ADDR, and an early SIGINT must still stop cleanly. The handler only flips a flag:
+    # it runs in the main thread between bytecodes, and Event.set() there could deadlock on
+    # the lock that thread's own Event.wait() holds at that instant.
+    stop: list[bool] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        stop.append(True)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -163,7 +165,7 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _serve(
-    args: argparse.Namespace, host: str, port: int, root_token: str | None, stop: threading.Event
+    args: argparse.Namespace, host: str, port: int, root_token: str | None, stop: list[bool]
 ) -> int:
     from kv2render.devserver.seed import SeedError
     from kv2render.devserver.server import DevServer
@@ -207,8 +209,8 @@ def _serve(
     log.info("%s flavour; dev/test only; Ctrl-C stops", args.flavor)
 
     try:
-        while not stop.wait(0.5):
-            pass
+        while not stop:
+            time.sleep(0.1)
     finally:
         srv.stop()
     return 0
