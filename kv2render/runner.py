@@ -294,10 +294,13 @@ def render_all(
             error = Kv2RenderError(f"internal error {type(exc).__name__}", where=item.spec.where)
             return RenderResult(item.spec, error=error)
 
-    results = _bounded_map(one, jobs, concurrency, "kv2render-render")
-    if batch is not None:
-        batch.sync()
-    return results
+    try:
+        return _bounded_map(one, jobs, concurrency, "kv2render-render")
+    finally:
+        # Also when the pass is cut short (Ctrl-C, SIGTERM's exit): a file already renamed
+        # into place gets its folder fsynced as write_atomic alone would have done.
+        if batch is not None:
+            batch.sync()
 
 
 def render_rounds(

@@ -251,6 +251,33 @@ def test_a_pass_fsyncs_each_folder_once_after_its_writes(
     assert all(SENTINEL not in str(r) for r in results)
 
 
+def test_a_pass_cut_short_still_fsyncs_the_folders_it_wrote_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KV2-AC-521, KV2-INV-520: Ctrl-C (or any BaseException) during a pass, after a file
+    was renamed into place: that file's folder is fsynced before the exception goes on, as
+    write_atomic alone would have done."""
+    from kv2render.output import writer
+
+    loc = SecretLocation("secret", "app")
+    secrets = {loc: SecretVersion(loc, 1, {"password": SENTINEL})}
+    jobs = [(prepare_one(_spec(i, tmp_path / f"f{i}")), secrets) for i in range(2)]
+    synced: list[Path] = []
+    real_render = runner.render_template
+
+    def render(item: Any, *args: Any, **kwargs: Any) -> Any:
+        if item.spec.index == 1:
+            raise KeyboardInterrupt
+        return real_render(item, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "render_template", render)
+    monkeypatch.setattr(writer, "fsync_directory", synced.append)
+    with pytest.raises(KeyboardInterrupt):
+        runner.render_all(jobs, concurrency=1)
+    assert (tmp_path / "f0").read_text(encoding="utf-8") == SENTINEL
+    assert synced == [tmp_path]
+
+
 def test_write_atomic_alone_and_a_given_writer_keep_their_own_folder_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
