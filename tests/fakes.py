@@ -163,6 +163,9 @@ class FakeSecretStore:
         self.unlistable: set[tuple[str, str]] = set()
         self.listings: dict[tuple[str, str], int] = {}
         self.list_fail: Kv2RenderError | None = None
+        # Key-level custom_metadata ((mount, path) -> value): it changes without a new
+        # version (`kv metadata put -custom-metadata`); reads and listings both carry it.
+        self.custom_metadata: dict[tuple[str, str], Any] = {}
         self.logins = 0
         self.renewals = 0
         self.login_errors: list[Kv2RenderError] = []
@@ -219,6 +222,11 @@ class FakeSecretStore:
                 stored[number - 1].destroyed = True
                 stored[number - 1].body = "{}"
 
+    def set_custom_metadata(self, mount_path: str, value: Mapping[str, str] | None) -> None:
+        """``kv metadata put -custom-metadata``: the key's metadata, no new version."""
+        with self.lock:
+            self.custom_metadata[self._key(mount_path)] = dict(value) if value else None
+
     def deny(self, mount_path: str) -> None:
         """The token's policy does not cover ``mount/path``: reads get a 403."""
         self.denied.add(self._key(mount_path))
@@ -228,6 +236,7 @@ class FakeSecretStore:
         once more, with a later created_time (``vault kv metadata delete`` then ``put``)."""
         with self.lock:
             old = self.data.pop(self._key(mount_path), [])
+            self.custom_metadata.pop(self._key(mount_path), None)
             newest = max((v.created for v in old), default=0.0)
             body = jsonnum.dumps(_as_openbao_stores(values))
             created = max(_EPOCH + self.clock(), newest + 0.001)
@@ -271,7 +280,7 @@ class FakeSecretStore:
                 raise SecretDeletedError(f"version {number} is deleted", where=where)
             metadata = {
                 "created_time": _stamp(stored.created),
-                "custom_metadata": None,
+                "custom_metadata": self.custom_metadata.get((location.mount, location.path)),
                 "deletion_time": "",
                 "destroyed": False,
                 "version": jsonnum.JsonInt(str(number)),
@@ -303,7 +312,10 @@ class FakeSecretStore:
                 if not sep and rest in names:
                     top = versions[-1]
                     states[rest] = listing.KeyState(
-                        len(versions), not top.deleted and not top.destroyed, _stamp(top.created)
+                        len(versions),
+                        not top.deleted and not top.destroyed,
+                        _stamp(top.created),
+                        listing.metadata_digest(self.custom_metadata.get((m, path))),
                     )
         after = listing.page_after(names) or ""
         ordered = sorted(k for k in keys if k > after)

@@ -10,8 +10,12 @@ listing (store/listing.py) replaces their reads when it shows each unchanged
 (polling.unchanged, KV2-INV-500). A folder whose listing is not offered (a server without
 the path, a policy without ``list``, too many keys) is remembered and its secrets are read
 as before: said once at INFO, probed again after :data:`RECHECK` seconds or on a reload
-(KV2-INV-501). A listing that fails otherwise (network, 5xx after retries) costs nothing
-but its requests: the group is read this poll, and listed again next poll.
+(KV2-INV-501). A listing that fails otherwise (network, 5xx, a timeout) is not retried:
+the group is read this poll, and its listing rests for a minute, doubling at each failure
+in a row up to :data:`RECHECK` (KV2-FC-502), so a failing path never delays the reads.
+Listings show a secret unchanged for at most :data:`REREAD` seconds: after that it is read
+anyway, so a read permission the policy lost shows within the hour, as in read mode
+(KV2-INV-505).
 
 Log lines name the mount and the folder only: never a key the config does not watch, never
 ``custom_metadata`` (KV2-INV-503).
@@ -36,6 +40,10 @@ log = logging.getLogger(__name__)
 # `list`, or a server upgraded to offer the path, pays off without a restart, for one request
 # per folder per hour (the daemon's idle wake-up is hourly too, loop.MAX_WAIT).
 RECHECK = 3600.0
+# A listing that failed rests this long, doubled for each failure in a row (KV2-FC-502).
+FAILED_REST = 60.0
+# A secret the listings show unchanged is read at least this often (KV2-INV-505).
+REREAD = 3600.0
 
 
 class _Lister(Protocol):
@@ -51,6 +59,7 @@ class FolderLister:
 
     def __init__(self, *, on_listing: Callable[[str, str], None] | None = None) -> None:
         self._skip: dict[Folder, float] = {}  # folder -> when to probe it again
+        self._failures: dict[Folder, int] = {}  # folder -> listings failed in a row
         self._told: set[Folder] = set()  # folders whose fallback was logged at INFO
         self._empty: dict[Folder, dict[str, SecretLocation]] = {}  # listed empty this pass
         self._denied: set[Folder] = set()  # refused with a 403 this pass
@@ -62,6 +71,7 @@ class FolderLister:
         """A reload: every folder is probed again, and a refusal said again."""
         self._skip.clear()
         self._told.clear()
+        self._failures.clear()
 
     def unchanged(
         self,
@@ -99,9 +109,19 @@ class FolderLister:
         except Kv2RenderError as exc:
             self.listings += 1
             self._on_listing(mount, "failed")
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            rest = min(RECHECK, FAILED_REST * 2 ** min(failures - 1, 16))
+            self._skip[key] = now + rest
             # The class only: the text may quote a server's words; the reads say the rest.
-            log.debug("%s: listing failed (%s); reading its secrets", where, type(exc).__name__)
+            log.debug(
+                "%s: listing failed (%s, %d in a row); reading its secrets, listing again in %d s",
+                where,
+                type(exc).__name__,
+                failures,
+                rest,
+            )
             return None
+        self._failures.pop(key, None)
         if isinstance(got, NotOffered):
             self.listings += 1
             self._on_listing(mount, "not_offered")

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from kv2render import runner
 from kv2render.config import Config
-from kv2render.daemon import polling
+from kv2render.daemon import listing, polling
 from kv2render.daemon import reload as reloading
 from kv2render.daemon.listing import FolderLister
 from kv2render.daemon.metrics import NullRecorder
@@ -107,6 +107,7 @@ class Daemon:
         self.passes = 0
         # secrets
         self._cache: dict[SecretLocation, SecretVersion] = {}
+        self._read_at: dict[SecretLocation, float] = {}  # the last pass that read it (INV-505)
         self._due: dict[SecretLocation, float] = {}
         self.store: DaemonStore = store_factory(cfg)
         # Issue 18: one folder listing instead of a read per unchanged secret (KV2-INV-500).
@@ -289,10 +290,15 @@ class Daemon:
             return set()
         busy = {loc for t in self.templates if t.error is not None for loc in t.locations}
         busy |= {loc for t in due_templates for loc in t.locations}
+        stale = now - listing.REREAD  # read at least hourly whatever listings say (KV2-INV-505)
         due = {
             loc
             for loc in need
-            if loc.version is None and loc in self._cache and loc in self._due and loc not in busy
+            if loc.version is None
+            and loc in self._cache
+            and loc in self._due
+            and loc not in busy
+            and self._read_at.get(loc, stale) > stale
         }
         return self.lister.unchanged(self.store, due, self._cache, now) if due else set()
 
@@ -312,9 +318,11 @@ class Daemon:
         )
 
     def _absorb(self, fetched: Fetched, now: float, started: float) -> polling.Outcome:
-        for loc in fetched:
+        for loc, got in fetched.items():
             if loc.version is None:
                 self._due[loc] = self._next_poll(loc, now, started)
+                if isinstance(got, SecretVersion):
+                    self._read_at[loc] = started
         return polling.absorb(self._cache, fetched)
 
     def _render(
@@ -472,6 +480,7 @@ class Daemon:
             self.report.status_file = StatusFile(new.status_file)
         self.templates = [TemplateState(item) for item in prepared]
         self._due = {loc: t for loc, t in self._due.items() if loc in self._locations()}
+        self._read_at = {loc: t for loc, t in self._read_at.items() if loc in self._due}
         self.lister.reset()  # KV2-INV-501: a reload probes every folder's listing again
         log.info("%s: config reloaded (%s)", reason, count(len(self.templates), "template"))
         self.report.notifier.status(f"config reloaded ({reason})")

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 
 from kv2render.errors import AccessDeniedError, BadResponseError, Kv2RenderError
 from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation
 from kv2render.store.backoff import backoff
-from kv2render.store.listing import FolderVersions
+from kv2render.store.listing import FolderVersions, metadata_digest
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,39 @@ def recreated(old: SecretVersion, version: int, metadata: Mapping[str, object]) 
         and isinstance(now, str)
         and before != ""
         and now != ""
-        and before != now
+        and not same_instant(before, now)
     )
+
+
+# RFC 3339 as KV2 servers write it: seconds, an optional fraction, Z or an offset.
+_STAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)\Z")
+
+
+def same_instant(a: str, b: str) -> bool:
+    """Whether two RFC 3339 times name the same instant at the precision both carry.
+
+    One secret's ``created_time`` can change spelling without changing: OpenBao 2.4.3 went
+    from Go's RFC3339 (whole seconds, truncated) to RFC3339Nano for KV timestamps (GH-1872),
+    so a server upgraded under a running daemon reports ``...T10:00:00Z`` as
+    ``...T10:00:00.123456789Z``, and RFC3339Nano drops trailing zeros. Texts that do not
+    parse are compared as they are."""
+    if a == b:
+        return True
+    ma, mb = _STAMP.match(a), _STAMP.match(b)
+    if ma is None or mb is None:
+        return False
+    from datetime import datetime
+
+    try:
+        if datetime.fromisoformat(ma[1] + ma[3]) != datetime.fromisoformat(mb[1] + mb[3]):
+            return False
+    except ValueError:
+        return False
+    fa, fb = (ma[2] or "").rstrip("0"), (mb[2] or "").rstrip("0")
+    if not fa or not fb:
+        return True  # whole seconds on one side: the other was truncated to them
+    n = min(len(fa), len(fb))
+    return fa[:n] == fb[:n]
 
 
 def next_poll(
@@ -153,8 +185,15 @@ def unchanged(
             # Another created_time at the same number: read it, so absorb refuses it as in
             # read mode (KV2-FC-501).
             stamp = {"created_time": state.created_time}
-            if state.current_version == cached.version and not recreated(
-                cached, state.current_version, stamp
+            if (
+                state.current_version == cached.version
+                and not recreated(cached, state.current_version, stamp)
+                # custom_metadata changes without a version; a read brings the new one into
+                # the cache, as read mode does at every poll (KV2-INV-504).
+                and (
+                    state.custom is None
+                    or state.custom == metadata_digest(cached.metadata.get("custom_metadata"))
+                )
             ):
                 same.add(loc)
     return same

@@ -26,7 +26,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kv2render.config import Config, VaultSettings
@@ -317,7 +316,9 @@ class HvacSecretStore:
 
         404 with no error text is an empty folder (OpenBao's answer, kv2-wire.md §2.4); a 404
         with text ("unsupported path", no such mount), 405, 400 and a policy's 403 are
-        NotOffered (KV2-INV-501). Transient failures are retried like a read's."""
+        NotOffered (KV2-INV-501). Not retried: a listing only saves reads, so a failed page
+        costs the pass one request and the daemon reads the folder's secrets at once,
+        rather than wait out the read retry budget (minutes) before any read (KV2-FC-502)."""
         from kv2render.store import listing
 
         where = f"{mount}/detailed-metadata/{folder}"
@@ -328,9 +329,7 @@ class HvacSecretStore:
         limit = listing.page_limit(len(watched))
         states: dict[str, listing.KeyState] = {}
         for page in range(1, max_requests + 1):
-            got = self._retries.run(
-                where, partial(self._list_page, where, mount, folder, after, limit)
-            )
+            got = self._list_page(where, mount, folder, after, limit)
             if isinstance(got, listing.NotOffered):
                 return got
             if got is None:  # empty (or nothing from `after` on)

@@ -1,7 +1,7 @@
 """A folder's current versions in one request: the KV2 ``detailed-metadata/`` listing (issue 18).
 
     HvacSecretStore.list_folder(mount, folder, names, max_requests)
-      -> FolderVersions{name: KeyState(current_version, plain)}   every page read
+      -> FolderVersions{name: KeyState(current_version, plain, created_time, custom)}
       -> NotOffered(reason)                                        the server or policy says no
 
 Some KV2 protocol servers answer ``GET /v1/<mount>/detailed-metadata/<folder>/?list=true``
@@ -11,7 +11,8 @@ OpenBao server since 2.2; kv2-wire.md §2.4, §7). Others answer 404 "unsupporte
 are :class:`NotOffered`: the daemon polls each secret instead (KV2-INV-501).
 
 The listing carries metadata only (versions, times, ``custom_metadata``); nothing here logs
-or keeps ``custom_metadata`` or the names of keys nobody watches (KV2-INV-503).
+or keeps ``custom_metadata`` (only a digest of it, compared with the cached read's,
+KV2-INV-504) or the names of keys nobody watches (KV2-INV-503).
 Pages: ``limit`` keys from ``after`` (exclusive), in the server's sorted order; the listing
 starts just before the first watched name and stops after the last, and gives up (NotOffered)
 rather than list more keys (``page_limit``, ``max_pages``) or send more requests than the
@@ -32,6 +33,7 @@ __all__ = [
     "KeyState",
     "NotOffered",
     "max_pages",
+    "metadata_digest",
     "page_after",
     "page_limit",
     "parse_page",
@@ -69,6 +71,10 @@ class KeyState:
     # re-created at the same version number differs here only (KV2-FC-501). A server's
     # clock reading, so left out of equality.
     created_time: str = field(default="", compare=False)
+    # A digest of the key's custom_metadata (metadata_digest), None when the entry does not
+    # carry the field. custom_metadata changes without a new version, and a read returns it
+    # in data.metadata, so a differing digest means "read it" (KV2-INV-504). Never the text.
+    custom: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,19 @@ class NotOffered:
     metadata (a status and the server's short error text), shown in one INFO line."""
 
     reason: str
+
+
+def metadata_digest(value: object) -> str:
+    """A short digest of a ``custom_metadata`` value, equal for equal contents whatever the
+    key order; no metadata (``null`` or ``{}``) gives "". Compared, never shown or logged
+    (KV2-INV-503, KV2-INV-504)."""
+    if not value:
+        return ""
+    import hashlib
+    import json
+
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def refusal(status: int, body: Any, _problem: str | None) -> NotOffered | None | Literal[False]:
@@ -129,7 +148,8 @@ def _key_state(info: Any) -> KeyState | None:
     # secret is read, and the read says what read mode would say (KV2-INV-500).
     plain = entry.get("deletion_time") in ("", None) and entry.get("destroyed") is False
     created = entry.get("created_time")
-    return KeyState(int(current), plain, created if isinstance(created, str) else "")
+    custom = metadata_digest(info["custom_metadata"]) if "custom_metadata" in info else None
+    return KeyState(int(current), plain, created if isinstance(created, str) else "", custom)
 
 
 def parse_page(

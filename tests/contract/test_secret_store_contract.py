@@ -78,6 +78,10 @@ class Backend(Protocol):
 
     def destroy(self, path: str, version: int) -> None: ...
 
+    def set_custom_metadata(self, path: str, value: Mapping[str, str]) -> None:
+        """``kv metadata put -custom-metadata``: key-level metadata, no new version."""
+        ...
+
     def store(self, token: str) -> DaemonStore:
         """A store logged in with ``token``: 'root', 'ttl' (TTL s, renewable) or 'limited'
         (may read only ``secret/<allowed>``, see :meth:`limit`)."""
@@ -110,6 +114,9 @@ class FakeBackend:
     def destroy(self, path: str, version: int) -> None:
         self._shared.destroy(f"secret/{path}", (version,))
 
+    def set_custom_metadata(self, path: str, value: Mapping[str, str]) -> None:
+        self._shared.set_custom_metadata(f"secret/{path}", value)
+
     def store(self, token: str) -> DaemonStore:
         # One data set, many clients: each store shares the written versions (as several
         # clients of one server do) and has its own token.
@@ -117,6 +124,7 @@ class FakeBackend:
         store = FakeSecretStore(self.clock, listing=True)
         store.data = self._shared.data
         store.lock = self._shared.lock
+        store.custom_metadata = self._shared.custom_metadata
         if token == "ttl":
             store.ttl, store.renewable = float(TTL), True
         if token == "limited":
@@ -184,6 +192,9 @@ class DevServerBackend:
     def destroy(self, path: str, version: int) -> None:
         self.server.destroy(f"{self.prefix}/{path}", [version])
 
+    def set_custom_metadata(self, path: str, value: Mapping[str, str]) -> None:
+        self.server.write_metadata(f"{self.prefix}/{path}", custom_metadata=dict(value))
+
     def location(self, path: str) -> str:
         return f"{self.prefix}/{path}"
 
@@ -224,6 +235,10 @@ class OpenBaoBackend:
 
     def destroy(self, path: str, version: int) -> None:
         self.server.api("PUT", f"secret/destroy/{self.prefix}/{path}", {"versions": [version]})
+
+    def set_custom_metadata(self, path: str, value: Mapping[str, str]) -> None:
+        body = {"custom_metadata": dict(value)}
+        self.server.api("POST", f"secret/metadata/{self.prefix}/{path}", body)
 
     def store(self, token: str) -> DaemonStore:
         value = {
@@ -553,6 +568,33 @@ def test_list_folder_tells_each_watched_current_version(
         1,
     )
     assert "s3ntinel" not in repr(got)
+
+
+def test_list_folder_custom_metadata_digest_matches_the_read(
+    backend: Backend, store: DaemonStore
+) -> None:
+    """KV2-AC-512 KV2-INV-504: a listed key's custom_metadata digest equals the digest of
+    what a read of it returns in data.metadata, before and after `kv metadata put`, and
+    differs once the metadata changed; the listing's repr shows no metadata text."""
+    from kv2render.store.listing import metadata_digest
+
+    backend.put("cm/a", {"k": "1"})
+    backend.put("cm/b", {"k": "1"})
+    where = loc(backend, "cm/a")
+    mount, folder = where.mount, where.path.rpartition("/")[0] + "/"
+
+    def listed_and_read() -> tuple[str | None, str]:
+        got = store.list_folder(mount, folder, ["a", "b"], max_requests=2)  # type: ignore[attr-defined]
+        read = store.read(where).metadata.get("custom_metadata")
+        assert "s3ntinel" not in repr(got)
+        return got.keys["a"].custom, metadata_digest(read)
+
+    assert listed_and_read() == ("", "")
+    backend.set_custom_metadata("cm/a", {"owner": "s3ntinel-team"})
+    listed, read = listed_and_read()
+    assert listed == read != ""
+    backend.set_custom_metadata("cm/a", {"owner": "s3ntinel-other"})
+    assert listed_and_read()[0] not in ("", listed)
 
 
 def test_list_folder_of_an_empty_folder_has_no_keys(backend: Backend, store: DaemonStore) -> None:

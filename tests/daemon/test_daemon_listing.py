@@ -142,3 +142,46 @@ def test_pages_are_bounded_by_the_reads_they_replace(monkeypatch: pytest.MonkeyP
             assert set(wide.keys) == {"k1", "k4", "k7"}
         finally:
             store.close()
+
+
+def test_a_failing_listing_is_not_retried_and_the_reads_are_not_delayed() -> None:
+    """KV2-AC-514 KV2-FC-502: a listing page answered 500 raises at once, after one request
+    and no backoff wait, where a read would use the whole retry budget (12 retries, up to a
+    minute apart): the daemon reads the folder's secrets in the same pass instead."""
+    from kv2render.config import AuthSettings, Config, TemplateConfig, VaultSettings
+    from kv2render.config.auth import TokenEnvSettings
+    from kv2render.errors import TransientError
+    from kv2render.refs import SecretLocation
+    from kv2render.store.client import open_store
+
+    waits: list[float] = []
+    with DevServer(flavor="openbao") as srv:
+        srv.put("app/a", {"password": f"{SENTINEL}-a"})
+        srv.put("app/b", {"password": f"{SENTINEL}-b"})
+        cfg = Config(
+            path=None,
+            vault=VaultSettings(address=srv.url),  # the default retry budget: 12
+            auth=AuthSettings(
+                type="token_env",
+                config=TokenEnvSettings(token=srv.root_token, variable="VAULT_TOKEN"),
+            ),
+            template_config=TemplateConfig(),
+            templates=(),
+        )
+        store = open_store(cfg, sleep=waits.append)
+        try:
+            store.login()
+            srv.reset_counters()
+            srv.faults.status, srv.faults.fail_next = 500, 1
+            started = time.monotonic()
+            with pytest.raises(TransientError) as caught:
+                store.list_folder("secret", "app/", ["a", "b"], max_requests=1)
+            assert time.monotonic() - started < 2.0 and waits == []
+            assert _listings(srv) == 1
+            assert SENTINEL not in str(caught.value)
+            # A read still has its retries: the same fault once more is retried and read.
+            srv.faults.status, srv.faults.fail_next = 500, 1
+            got = store.read(SecretLocation("secret", "app/a"))
+            assert got.version == 1 and len(waits) == 1
+        finally:
+            store.close()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kv2render.config import Config
+from kv2render.config import Config, TemplateSpec
 from kv2render.daemon import listing as daemon_listing
 from kv2render.daemon import polling
 from kv2render.daemon.ticks import ReloadRequested
@@ -153,8 +154,9 @@ def test_one_secret_in_a_folder_is_read_not_listed() -> None:
 
 
 def test_a_failed_listing_reads_the_group_and_lists_again_next_poll() -> None:
-    """KV2-AC-503 KV2-INV-501: a listing failing for another reason (5xx after retries) is
-    not remembered: the group is read this poll and listed at the next."""
+    """KV2-AC-503 KV2-INV-501 KV2-FC-502: a listing failing for another reason (a 5xx) is
+    not a refusal: the group is read this poll, and listed again once its rest (a minute
+    here, less than this poll interval) is over."""
     h = folder_harness()
     h.run(POLL)
     h.store.list_fail = TransientError("server error (503)", where="secret/app/")
@@ -398,3 +400,117 @@ def test_a_listing_lists_no_more_keys_than_the_reads_would_cost() -> None:
         near.store.put(f"secret/app/t{i:03d}", pw="unwatched")  # after the watched names
     near.run(POLL, POLL, POLL)
     assert listings(near) == 3 and reads(near) == 2  # the first pass reads; polls list
+
+
+def test_a_listing_failing_in_a_row_rests_longer_each_time_and_recovers() -> None:
+    """KV2-AC-514 KV2-FC-502: each failure in a row doubles the listing's rest (60 s, 120 s,
+    240 s, ... up to an hour); every poll in between reads the folder's secrets, so no
+    update waits on the listing; one success ends the streak."""
+    h = folder_harness()  # polls every 111 s (scripted clock)
+    h.run(POLL)  # t=111: listed, all unchanged
+    assert (listings(h), reads(h)) == (1, len(NAMES))
+    h.store.list_fail = TransientError("server error (500)", where="secret/app/")
+    for _ in range(7):  # t=222 ... 888
+        h.run(POLL)
+    # Listed (and failed) at 222 (rest 60 s), 333 (120 s), 555 (240 s) and 888 (480 s);
+    # skipped at 444, 666 and 777. Every one of those seven polls read all four secrets.
+    assert listings(h) == 5
+    assert reads(h) == len(NAMES) * 8
+    h.store.list_fail = None
+    h.store.put("secret/app/s2", pw=f"{SENTINEL}-s2-2")
+    h.run(POLL)  # t=999: still resting (until 1368): read, and the new version lands
+    assert h.content(2) == f"{SENTINEL}-s2-2".encode()
+    for _ in range(4):  # t=1110 ... 1443: listed again at 1443, fine: the streak ends
+        h.run(POLL)
+    assert listings(h) == 6
+    before = reads(h)
+    h.store.list_fail = TransientError("server error (500)", where="secret/app/")
+    h.run(POLL)  # one failure after the streak ended: a minute's rest, not 960 s
+    h.store.list_fail = None
+    h.run(POLL)  # so the next poll lists again, and reads nothing
+    assert listings(h) == 8 and reads(h) - before == len(NAMES)
+
+
+def test_timestamp_precision_change_is_not_a_recreation() -> None:
+    """KV2-AC-511 KV2-FC-501: the same instant written with another precision (OpenBao
+    2.4.3 moved KV timestamps from RFC3339 to RFC3339Nano, GH-1872) is the same version;
+    another instant at the same number is a re-creation."""
+    same = polling.same_instant
+    assert same("2026-12-07T06:00:00Z", "2026-12-07T06:00:00.123456789Z")
+    assert same("2026-12-07T06:00:00.5Z", "2026-12-07T06:00:00.500Z")
+    assert same("2026-12-07T06:00:00.123456Z", "2026-12-07T06:00:00.123456789Z")
+    assert same("2026-12-07T06:00:00Z", "2026-12-07T06:00:00+00:00")
+    assert not same("2026-12-07T06:00:00.123Z", "2026-12-07T06:00:00.124Z")
+    assert not same("2026-12-07T06:00:01Z", "2026-12-07T06:00:00.999Z")
+    assert not same("not a time", "2026-12-07T06:00:00Z")
+    old = SecretVersion(loc("s0"), 1, {"pw": "x"}, {"created_time": "2026-12-07T06:00:00Z"})
+    assert not polling.recreated(old, 1, {"created_time": "2026-12-07T06:00:00.25Z"})
+    assert polling.recreated(old, 1, {"created_time": "2026-12-07T06:00:01.25Z"})
+
+
+@pytest.mark.parametrize("detection", ["auto", "read"])
+def test_a_server_upgrade_changing_timestamp_precision_keeps_every_template_ok(
+    detection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KV2-AC-511 KV2-FC-501: after the server starts writing created_time with
+    nanoseconds, the same versions are not "deleted and re-created", in both modes."""
+    import tests.fakes as fakes
+
+    h = folder_harness(detection=detection)
+    whole = fakes._stamp
+    monkeypatch.setattr(fakes, "_stamp", lambda c: whole(int(c)))  # seconds only
+    h.run(POLL)
+    monkeypatch.setattr(fakes, "_stamp", lambda c: whole(int(c)).replace("Z", ".000000001Z"))
+    h.run(POLL, POLL)
+    for t in h.last_status()["templates"]:
+        assert t["ok"], t.get("last_error")
+
+
+@pytest.mark.parametrize("detection", ["auto", "read"])
+def test_custom_metadata_changed_without_a_version_is_the_same_in_both_modes(
+    detection: str,
+) -> None:
+    """KV2-AC-513 KV2-INV-504: custom_metadata changes without a new version. Read mode
+    caches it at every poll; listing mode sees the digest differ and reads that secret, so a
+    template rendered later (another secret changed) shows the same text in both modes."""
+    text = (
+        '{{ secret("secret/data/app/s0").Data.metadata.custom_metadata.owner }}-'
+        '{{ secret("secret/data/app/s1").Data.data.pw }}'
+    )
+    cfg = make_config(
+        spec(0, "vault+kv2:///secret/app/s2#pw"),
+        TemplateSpec(index=1, destination=Path("/out/t1"), contents=text),
+    )
+    cfg = replace(cfg, template_config=replace(cfg.template_config, change_detection=detection))
+    h = Harness(cfg, store=FakeSecretStore(listing=True))
+    for n in ("s0", "s1", "s2"):
+        h.store.put(f"secret/app/{n}", pw=f"{SENTINEL}-{n}-1")
+    h.store.set_custom_metadata("secret/app/s0", {"owner": "old"})
+    h.run(POLL)
+    before = reads(h)
+    h.store.set_custom_metadata("secret/app/s0", {"owner": "new"})
+    h.run(POLL)
+    if detection == "auto":
+        assert reads(h) - before == 1  # only the secret whose metadata changed
+    h.store.put("secret/app/s1", pw=f"{SENTINEL}-s1-2")
+    h.run(POLL)
+    assert h.content(1) == f"new-{SENTINEL}-s1-2".encode()
+
+
+@pytest.mark.parametrize("detection", ["auto", "read"])
+def test_a_lost_read_permission_shows_within_the_hour_in_both_modes(detection: str) -> None:
+    """KV2-AC-515 KV2-INV-505: a policy that loses `read` on a secret but keeps `list` on
+    its folder: read mode sees the 403 at the next poll; listing mode reads every secret at
+    least once an hour whatever the listings say, so it sees it within the hour too."""
+    h = folder_harness(detection=detection)
+    h.run(POLL)
+    h.store.deny("secret/app/s1")
+    polls = 0
+    while h.last_status()["templates"][1]["ok"]:
+        h.run(POLL)
+        polls += 1
+        assert polls * POLL.seconds <= daemon_listing.REREAD + 2 * POLL.seconds, polls
+    if detection == "read":
+        assert polls == 1
+    assert h.content(1) == f"{SENTINEL}-s1-1".encode()  # the last good file stays
+    assert h.last_status()["templates"][0]["ok"]
