@@ -24,6 +24,7 @@ Log lines name the mount and the folder only: never a key the config does not wa
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -32,6 +33,7 @@ from kv2render.daemon.polling import Fetched, Folder
 from kv2render.errors import Kv2RenderError
 from kv2render.model import SecretVersion
 from kv2render.refs import SecretLocation
+from kv2render.store.backoff import backoff
 from kv2render.store.listing import FolderVersions, NotOffered, max_pages
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ RECHECK = 3600.0
 FAILED_REST = 60.0
 # A secret the listings show unchanged is read at least this often (KV2-INV-505).
 REREAD = 3600.0
+_EXACT = random.Random(0)  # backoff's rng; with jitter 0 it draws 1.0 whatever its state
 
 
 class _Lister(Protocol):
@@ -110,7 +113,8 @@ class FolderLister:
             self.listings += 1
             self._on_listing(mount, "failed")
             failures = self._failures[key] = self._failures.get(key, 0) + 1
-            rest = min(RECHECK, FAILED_REST * 2 ** min(failures - 1, 16))
+            # The one backoff, unjittered: the rest is exact (KV2-FC-502), so rng is unused.
+            rest = backoff(failures, base=FAILED_REST, cap=RECHECK, rng=_EXACT, jitter=0.0)
             self._skip[key] = now + rest
             # The class only: the text may quote a server's words; the reads say the rest.
             log.debug(

@@ -13,7 +13,8 @@ Two parameterisations, each pinned by tests and the spec:
                  [d/2, d] (KV2-INV-054, KV2-AC-063)
     the daemon   logins (auto_auth.method min_backoff/max_backoff, 1 s .. 5 m as Vault
                  Agent), renewals and failed templates (KV2-FC-161, KV2-FC-162): jittered
-                 down by at most 25 % (``jitter=0.25``)
+                 down by at most 25 % (``jitter=0.25``); a failed folder listing's rest,
+                 60 s doubling to an hour, unjittered (``jitter=0``, KV2-FC-502)
 
 Written here rather than taken from ``tenacity`` or ``stamina``: both own the retry loop
 (decorators that call and sleep), while the store's loop also honours a deadline and a
